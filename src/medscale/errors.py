@@ -1,0 +1,42 @@
+"""Every error medscale raises on purpose, in one place.
+
+Each one subclasses the built-in error that fits, so callers can catch either.
+Messages name the file or field, what was wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class MedscaleError(Exception):
+    """Base class of all medscale errors."""
+
+
+class SpecError(MedscaleError, ValueError):
+    """A dataset spec (or other config) is malformed: unknown key, wrong type, bad value."""
+
+
+class RecordingReadError(MedscaleError, OSError):
+    """A signal file cannot be read (truncated, corrupt, unsupported)."""
+
+
+class AnnotationReadError(MedscaleError, ValueError):
+    """An annotation or hypnogram file cannot be read or holds an unknown label."""
+
+
+class ChannelError(MedscaleError, KeyError):
+    """Required channels are missing from a recording."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class AlignmentError(MedscaleError, ValueError):
+    """Signal and hypnogram cannot be aligned under the declared rule."""
+
+
+class StoreError(MedscaleError, OSError):
+    """The store is missing, foreign, corrupt or of an unknown layout version."""
+
+
+class StoreVersionError(StoreError):
+    """The store's layout version is not one this medscale can read."""
