@@ -1,0 +1,152 @@
+"""The `medscale` command: thin subcommands over the library API.
+
+Each command parses its arguments, calls one library function, prints, and returns an exit
+code: 0 success, 1 a medscale error (bad input, failed recordings), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from medscale import __version__
+from medscale.errors import MedscaleError
+
+
+def _cmd_datasets_list(args: argparse.Namespace) -> int:
+    from medscale.datasets.spec import list_datasets, load_dataset_spec
+
+    for name in list_datasets():
+        spec = load_dataset_spec(name)
+        tag = " [synthetic]" if spec.synthetic else ""
+        print(f"{name:<14} v{spec.version}  {spec.description}{tag}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from medscale.ingest.run import IngestConfig, ingest
+
+    report = ingest(
+        args.spec,
+        args.source,
+        args.store,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        config=IngestConfig(sfreq_hz=args.sfreq_hz),
+        progress=not args.quiet,
+    )
+    print(
+        f"{report.dataset}: {report.count('ingested')} ingested, {report.count('skipped')} "
+        f"up to date, {report.count('failed')} failed, {report.count('not_attempted')} not "
+        f"attempted; {len(report.unmatched_files)} other files not ingested"
+    )
+    for unit in report.units:
+        if unit.status in ("failed", "not_attempted"):
+            print(f"  {unit.status}: {unit.recording_id}: {unit.reason}")
+    for warning in report.run_warnings:
+        print(f"  warning: {warning}")
+    if report.stopped:
+        print(f"the run stopped early: {report.stopped}", file=sys.stderr)
+    print("report: " + ", ".join(report.report_paths))
+    return 0 if report.ok else 1
+
+
+def _cmd_store_info(args: argparse.Namespace) -> int:
+    from medscale.store.store import Store
+    from medscale.store.summary import summarize_store
+
+    print(summarize_store(Store(args.store, read_only=True)).to_text())
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from medscale.synth import synthesize_nights
+
+    nights = synthesize_nights(
+        Path(args.out),
+        args.nights,
+        seed=args.seed,
+        duration_h=args.hours,
+        quirks=args.quirk or (),
+        progress=not args.quiet,
+    )
+    print(f"wrote {len(nights)} SYNTHETIC nights to {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from medscale.demo import run_demo
+
+    result = run_demo(Path(args.out), nights=args.nights, progress=not args.quiet)
+    print(result.summary_text)
+    print(f"\nstore: {result.store}\nreports: {result.reports}")
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medscale", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"medscale {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="synthesise nights, ingest them with the bundled samples")
+    demo.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    demo.add_argument("--nights", type=int, default=3, help="synthetic nights (default: 3)")
+    demo.set_defaults(func=_cmd_demo)
+
+    datasets = sub.add_parser("datasets", help="shipped dataset specs")
+    datasets_sub = datasets.add_subparsers(dest="action", required=True)
+    datasets_sub.add_parser("list", help="list the shipped dataset specs").set_defaults(
+        func=_cmd_datasets_list
+    )
+
+    ingest = sub.add_parser("ingest", help="ingest a dataset into a store")
+    ingest.add_argument("spec", help="a shipped dataset name (see `datasets list`) or a .yaml spec")
+    ingest.add_argument("--source", required=True, help="folder holding the dataset's files")
+    ingest.add_argument("--store", required=True, help="store folder or fsspec URL")
+    ingest.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
+    ingest.add_argument("--overwrite", action="store_true", help="re-ingest up-to-date recordings")
+    ingest.add_argument("--sfreq-hz", type=float, default=128.0, help="store rate (default: 128)")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    store = sub.add_parser("store", help="inspect a store")
+    store_sub = store.add_subparsers(dest="action", required=True)
+    info = store_sub.add_parser("info", help="datasets, recordings, hours, stages, size")
+    info.add_argument("store")
+    info.set_defaults(func=_cmd_store_info)
+
+    synth = sub.add_parser("synth", help="write SYNTHETIC full-night PSG EDF files")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--nights", type=int, default=1)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--hours", type=float, default=8.0, help="night length (default: 8)")
+    synth.add_argument(
+        "--quirk", action="append", help="inject a real-world file quirk (repeatable)"
+    )
+    synth.set_defaults(func=_cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except MedscaleError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Plan an ingest: find every recording in a source folder and account for every other file.
+
+Each `IngestUnit` is independent: a local pool, a SLURM array task or a Ray task can convert
+it alone. Files that do not form a unit are listed in `IngestPlan.unmatched` with the reason,
+so that nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medscale.datasets.spec import DatasetSpec
+from medscale.errors import SpecError
+
+
+@dataclass(frozen=True)
+class IngestUnit:
+    """One recording to convert: its ids and its source files (absolute paths)."""
+
+    dataset: str
+    recording_id: str
+    subject: str
+    session: str
+    signal_path: Path
+    annotation_path: Path
+    groups: tuple[tuple[str, str], ...] = ()
+
+    def relative(self, source_root: Path) -> list[str]:
+        return [str(p.relative_to(source_root)) for p in (self.signal_path, self.annotation_path)]
+
+
+@dataclass(frozen=True)
+class UnmatchedFile:
+    """A file under the source root that is not part of any unit, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestPlan:
+    source_root: Path
+    units: list[IngestUnit] = field(default_factory=list)
+    unmatched: list[UnmatchedFile] = field(default_factory=list)
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
+    """Pair signal and annotation files under ``source_root`` as ``spec`` declares.
+
+    The annotation pattern is a glob relative to ``source_root``, formatted with the signal
+    pattern's named groups and ``{dir}`` (the signal file's folder). Raises `SpecError` when the
+    folder is missing. Annotation paths that would reach outside the source root (``..``,
+    absolute paths, symlinks) are refused per file.
+    """
+    root = Path(source_root)
+    if not root.is_dir():
+        raise SpecError(f"source folder {root} does not exist or is not a folder")
+    signal_re = re.compile(spec.signals.pattern)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    plan = IngestPlan(source_root=root)
+    claimed: set[Path] = set()
+    by_id: dict[str, list[IngestUnit]] = defaultdict(list)
+
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        match = signal_re.search(rel)
+        if match is None:
+            continue
+        groups = {k: v or "" for k, v in match.groupdict().items()}
+        groups.setdefault("dir", path.parent.relative_to(root).as_posix())
+        claimed.add(path)
+        pattern = spec.annotations.pattern.format(**groups)
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            plan.unmatched.append(
+                UnmatchedFile(rel, f"annotation pattern {pattern!r} leaves the source folder")
+            )
+            continue
+        if any(ch in pattern for ch in "*?["):
+            candidates = sorted(root.glob(pattern))
+        else:  # a plain path: no folder walk, which matters for large datasets
+            candidates = [root / pattern] if (root / pattern).exists() else []
+        candidates = [p for p in candidates if p.is_file() and p != path and _inside(root, p)]
+        if not candidates:
+            plan.unmatched.append(UnmatchedFile(rel, f"no annotation file matches {pattern!r}"))
+            continue
+        if len(candidates) > 1:
+            names = [c.relative_to(root).as_posix() for c in candidates]
+            plan.unmatched.append(
+                UnmatchedFile(rel, f"several annotation files match {pattern!r}: {names}")
+            )
+            claimed.update(candidates)
+            continue
+        annotation = candidates[0]
+        claimed.add(annotation)
+        unit = IngestUnit(
+            dataset=spec.name,
+            recording_id=spec.recording_id.format(**groups),
+            subject=spec.subject.format(**groups),
+            session=spec.session.format(**groups),
+            signal_path=path,
+            annotation_path=annotation,
+            groups=tuple(sorted(groups.items())),
+        )
+        by_id[unit.recording_id].append(unit)
+
+    for recording_id, units in by_id.items():
+        if len(units) == 1:
+            plan.units.append(units[0])
+            continue
+        names = [u.signal_path.relative_to(root).as_posix() for u in units]
+        for unit in units:
+            plan.unmatched.append(
+                UnmatchedFile(
+                    unit.signal_path.relative_to(root).as_posix(),
+                    f"recording id {recording_id!r} is shared by {names}; fix recording_id",
+                )
+            )
+    plan.units.sort(key=lambda u: u.recording_id)
+    for path in files:
+        if path not in claimed:
+            plan.unmatched.append(
+                UnmatchedFile(
+                    path.relative_to(root).as_posix(),
+                    "not a signal file of this dataset, nor the annotation of one",
+                )
+            )
+    plan.unmatched.sort(key=lambda f: f.path)
+    return plan

@@ -1,0 +1,248 @@
+"""Run an ingest: plan the units, convert each one atomically in a pool, write the QC report.
+
+`ingest_unit` is the whole job for one recording. A local process pool runs it here; later
+launchers (a SLURM array, Ray tasks) run the same function and get the same store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from medscale import __version__
+from medscale.datasets.spec import DatasetSpec, load_dataset_spec
+from medscale.errors import MedscaleError, StoreError
+from medscale.ingest.convert import convert_unit, source_hash, stage_counts
+from medscale.ingest.plan import IngestUnit, plan_ingest
+from medscale.ingest.report import IngestReport, UnitReport
+from medscale.store.layout import DEFAULT_SFREQ_HZ, EPOCH_LENGTH_S
+from medscale.store.store import Store
+
+# Bump when the conversion changes what is stored, so reruns re-ingest.
+CONVERTER_VERSION = 1
+_LIBRARIES = ("numpy", "scipy", "zarr", "edfio", "wfdb", "mne")
+# OS errors that mean the *store* cannot take more writes: the run must stop, not skip.
+_STORE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Processing parameters that decide what is stored; their hash is in every recording."""
+
+    sfreq_hz: float = DEFAULT_SFREQ_HZ
+    epoch_length_s: float = EPOCH_LENGTH_S
+
+    def config_hash(self, spec: DatasetSpec) -> str:
+        text = f"{spec.config_hash()}|{self.sfreq_hz}|{self.epoch_length_s}|{CONVERTER_VERSION}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StoreWriteFailed(MedscaleError):
+    """A unit could not be written because of the store (disk full, permission denied)."""
+
+
+def _library_versions() -> dict[str, str]:
+    out = {"medscale": __version__}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def ingest_unit(
+    unit: IngestUnit,
+    spec: DatasetSpec,
+    store_location: str,
+    source_root: Path,
+    config: IngestConfig = IngestConfig(),  # noqa: B008 - frozen, safe as a default
+    overwrite: bool = False,
+) -> UnitReport:
+    """Convert and commit one recording. Bad input becomes a ``failed`` report; a store
+    fault raises `StoreWriteFailed` so the caller can stop the run."""
+    started = time.perf_counter()
+    report = UnitReport(recording_id=unit.recording_id, files=unit.relative(source_root), status="failed")
+    try:
+        store = Store(store_location)
+        digest, files = source_hash(unit)
+        config_hash = config.config_hash(spec)
+        existing = store.recording(unit.dataset, unit.recording_id)
+        if (
+            not overwrite
+            and existing is not None
+            and existing.source_hash == digest
+            and existing.config_hash == config_hash
+        ):
+            report.status, report.reason = "skipped", "already in the store, same source and config"
+            report.stage_counts = existing.stage_counts
+            report.stored_duration_s = existing.n_epochs * existing.epoch_length_s
+            return report
+        provenance: dict[str, Any] = {
+            "source_files": files,
+            "adapter": spec.name,
+            "adapter_version": spec.version,
+            "config_hash": config_hash,
+            "converter_version": CONVERTER_VERSION,
+            "libraries": _library_versions(),
+            "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        converted = convert_unit(
+            unit,
+            spec,
+            sfreq_hz=config.sfreq_hz,
+            epoch_length_s=config.epoch_length_s,
+            source_digest=digest,
+            config_hash=config_hash,
+            provenance=provenance,
+        )
+    except (MedscaleError, OSError, ValueError) as exc:
+        report.reason = f"{type(exc).__name__}: {exc}"
+        report.elapsed_s = time.perf_counter() - started
+        return report
+    report.channels_found = converted.channels_found
+    report.channels_kept = [c.name for c in converted.arrays.channels]
+    report.channels_missing = converted.channels_missing
+    report.source_duration_s = converted.source_duration_s
+    report.stored_duration_s = len(converted.arrays.hypnogram) * config.epoch_length_s
+    report.stage_counts = stage_counts(converted.arrays.hypnogram)
+    report.trim = converted.trim.__dict__
+    report.warnings = converted.warnings
+    try:
+        Store(store_location).write_recording(converted.arrays)
+    except OSError as exc:
+        if exc.errno in _STORE_ERRNOS:
+            raise StoreWriteFailed(f"writing {unit.recording_id} to {store_location}: {exc}") from exc
+        raise
+    report.status = "ingested"
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def ingest(
+    spec: DatasetSpec | str | Path,
+    source: str | Path,
+    store: str | Path,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    config: IngestConfig = IngestConfig(),  # noqa: B008 - frozen, safe as a default
+    progress: bool = True,
+) -> IngestReport:
+    """Ingest every recording of ``spec`` under ``source`` into ``store``.
+
+    Recordings already stored with the same source and config hashes are skipped, so a rerun
+    after a crash does only the rest. Files that fail are reported and the run goes on; a
+    store fault (disk full, permission denied) stops the run cleanly. The report is written
+    to ``STORE/reports/`` as JSON and Markdown, and returned.
+    """
+    spec_obj = spec if isinstance(spec, DatasetSpec) else load_dataset_spec(spec)
+    source_root = Path(source)
+    plan = plan_ingest(spec_obj, source_root)
+    store_obj = Store.create(store)
+    report = IngestReport(
+        dataset=spec_obj.name,
+        spec=str(spec) if not isinstance(spec, DatasetSpec) else spec_obj.name,
+        source_root=str(source_root),
+        store=str(store),
+        started_at=_now(),
+        workers=workers,
+        config_hash=config.config_hash(spec_obj),
+        unmatched_files=[{"path": f.path, "reason": f.reason} for f in plan.unmatched],
+    )
+    results: dict[str, UnitReport] = {}
+    bar = tqdm(total=len(plan.units), desc=f"ingest {spec_obj.name}", unit="rec", disable=not progress)
+    try:
+        if workers <= 1:
+            for unit in plan.units:
+                results[unit.recording_id] = ingest_unit(
+                    unit, spec_obj, store_obj.location, source_root, config, overwrite
+                )
+                bar.update()
+        else:
+            _run_pool(plan.units, spec_obj, store_obj.location, source_root, config, overwrite, workers, results, bar)
+    except StoreWriteFailed as exc:
+        report.stopped = str(exc)
+    except KeyboardInterrupt:
+        report.stopped = "interrupted by the user"
+        raise
+    finally:
+        bar.close()
+        for unit in plan.units:
+            report.units.append(
+                results.get(unit.recording_id)
+                or UnitReport(
+                    recording_id=unit.recording_id,
+                    files=unit.relative(source_root),
+                    status="not_attempted",
+                    reason=f"the run stopped before this recording: {report.stopped}",
+                )
+            )
+        report.run_warnings = _unused_aliases(spec_obj, report)
+        report.finished_at = _now()
+        report.store_content_hash = store_obj.content_hash()
+        try:
+            report.report_paths = _write_report(store_obj, report)
+        except OSError as exc:  # a full disk must not hide the report: the caller still gets it
+            report.stopped = report.stopped or f"could not write the report into the store: {exc}"
+    return report
+
+
+def _run_pool(units, spec, store_location, source_root, config, overwrite, workers, results, bar) -> None:
+    context = multiprocessing.get_context("spawn")  # zarr's IO thread makes fork unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: dict[Future[UnitReport], IngestUnit] = {
+            pool.submit(ingest_unit, u, spec, store_location, source_root, config, overwrite): u
+            for u in units
+        }
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    unit = pending.pop(future)
+                    results[unit.recording_id] = future.result()
+                    bar.update()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _unused_aliases(spec: DatasetSpec, report: IngestReport) -> list[str]:
+    """A declared channel that no converted recording had is probably a wrong alias."""
+    converted = [u for u in report.units if u.status == "ingested"]
+    if not converted:
+        return []
+    warnings = []
+    for name in spec.kept_channels:
+        if all(name in u.channels_missing for u in converted):
+            looked = spec.channels.get(name) or [spec.derivations.get(name, "")]
+            warnings.append(
+                f"spec {report.spec}: channels.{name} matched no recording "
+                f"(looked for {looked}); check the alias table"
+            )
+    return warnings
+
+
+def _write_report(store: Store, report: IngestReport) -> list[str]:
+    stamp = report.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+    base = f"{store.reports_path()}/ingest-{report.dataset}-{stamp}"
+    store.fs.makedirs(store.reports_path(), exist_ok=True)
+    paths = [f"{base}.json", f"{base}.md"]
+    report.report_paths = paths
+    store.fs.pipe_file(paths[0], report.to_json().encode())
+    store.fs.pipe_file(paths[1], report.to_markdown().encode())
+    return paths
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
