@@ -26,7 +26,9 @@ SCORED_STAGES: tuple[int, ...] = (W, N1, N2, N3, REM)
 def list_label_maps() -> list[str]:
     """Names of the label maps shipped with medscale."""
     folder = resources.files("medscale.datasets") / "labelmaps"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_label_map(name_or_mapping: str | Mapping[str, str]) -> dict[str, int]:
