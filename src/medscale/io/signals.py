@@ -1,0 +1,161 @@
+"""One entry point for every signal reader, and the unit rules they share.
+
+`read_signals` picks a reader by name or by file extension. Readers are imported only when
+used, so that importing this module stays cheap (mne alone takes about a second).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+from medscale.errors import ChannelError, SpecError
+from medscale.io.recording import Recording
+
+SIGNAL_READERS: tuple[str, ...] = ("edf", "wfdb", "text", "mne")
+
+_READER_BY_SUFFIX: dict[str, str] = {
+    ".edf": "edf",
+    ".bdf": "edf",
+    ".rec": "edf",
+    ".hea": "wfdb",
+    ".txt": "text",
+}
+
+# Voltage units in lower case -> factor to microvolts. "mv" also covers "MV": megavolts never
+# occur in biosignal files, millivolts written in capitals do.
+_VOLTS_TO_UV: dict[str, float] = {
+    "nv": 1e-3,
+    "nanovolt": 1e-3,
+    "nanovolts": 1e-3,
+    "uv": 1.0,
+    "µv": 1.0,  # micro sign U+00B5 (what latin-1 byte 0xB5 decodes to)
+    "μv": 1.0,  # greek mu U+03BC
+    "microvolt": 1.0,
+    "microvolts": 1.0,
+    "mv": 1e3,
+    "millivolt": 1e3,
+    "millivolts": 1e3,
+    "v": 1e6,
+    "volt": 1e6,
+    "volts": 1e6,
+}
+# The spellings the EDF spec and WFDB use; anything else is read but worth a warning.
+_STANDARD_VOLT_SPELLINGS = frozenset({"nV", "uV", "mV", "V"})
+
+# A few non-voltage units whose spelling varies between vendors.
+_OTHER_UNIT_SPELLINGS: dict[str, str] = {
+    "degc": "degC",
+    "deg c": "degC",
+    "°c": "degC",
+    "celsius": "degC",
+    "bpm": "bpm",
+    "mmhg": "mmHg",
+    "ohm": "Ohm",
+    "kohm": "kOhm",
+}
+
+
+def unit_scale_to_uv(unit: str) -> tuple[str, float, bool]:
+    """Normalise a unit string and give the factor that converts its values.
+
+    Parameters
+    ----------
+    unit
+        The unit as the file spells it (any case, surrounding spaces allowed).
+
+    Returns
+    -------
+    tuple
+        ``(unit_out, factor, standard)``: voltages give ``("uV", factor_to_uv, ...)``, other
+        units their normalised spelling with factor 1.0. ``standard`` is False when the input
+        spelling is not one a spec would write (``UV``, ``µV``, ``microvolts``...), so that
+        a reader can warn about it.
+    """
+    stripped = unit.strip()
+    factor = _VOLTS_TO_UV.get(stripped.lower())
+    if factor is not None:
+        return "uV", factor, stripped in _STANDARD_VOLT_SPELLINGS
+    return _OTHER_UNIT_SPELLINGS.get(stripped.lower(), stripped), 1.0, True
+
+
+def read_signals(
+    path: str | Path,
+    labels: Collection[str] | None = None,
+    *,
+    reader: str = "auto",
+    **options: Any,
+) -> Recording:
+    """Read a signal file with the reader named, or the one its extension implies.
+
+    Parameters
+    ----------
+    path
+        The signal file (for WFDB, the ``.hea`` header or the record name).
+    labels
+        Signals to load; None loads every ordinary signal. The text reader's files hold one
+        channel: its label must then be among ``labels``.
+    reader
+        One of `SIGNAL_READERS`, or ``"auto"``: ``.edf``/``.bdf``/``.rec`` -> edf,
+        ``.hea`` -> wfdb, ``.txt`` -> text, anything else -> mne.
+    **options
+        Passed on to the reader (the text reader needs ``sfreq_hz``).
+
+    Raises
+    ------
+    SpecError
+        The reader name is not one of `SIGNAL_READERS` or ``"auto"``, or the options do
+        not fit the chosen reader.
+    ChannelError
+        A requested label is not in the file.
+    RecordingReadError
+        The file cannot be read.
+    """
+    path = Path(path)
+    if reader == "auto":
+        reader = _READER_BY_SUFFIX.get(path.suffix.lower(), "mne")
+    if reader not in SIGNAL_READERS:
+        raise SpecError(
+            f"unknown signal reader {reader!r}; valid readers: {', '.join(SIGNAL_READERS)} "
+            "or 'auto'"
+        )
+    func, args = _reader_call(reader, path, labels)
+    try:
+        inspect.signature(func).bind(*args, **options)
+    except TypeError as exc:
+        raise SpecError(
+            f"{path}: bad options {sorted(options)} for reader {reader!r}: {exc}"
+        ) from None
+    recording: Recording = func(*args, **options)
+    if reader == "text" and labels is not None:
+        check_labels_present(path, labels, recording.labels)
+    return recording
+
+
+def check_labels_present(path: Path, wanted: Collection[str], found: Collection[str]) -> None:
+    """Raise `ChannelError` naming the requested labels the file does not hold."""
+    missing = [label for label in wanted if label not in found]
+    if missing:
+        raise ChannelError(f"{path}: no signal {missing} in the file; found {list(found)}")
+
+
+def _reader_call(
+    reader: str, path: Path, labels: Collection[str] | None
+) -> tuple[Callable[..., Recording], tuple[Any, ...]]:
+    if reader == "edf":
+        from medscale.io.edf import read_edf
+
+        return read_edf, (path, labels)
+    if reader == "wfdb":
+        from medscale.io.wfdb_record import read_wfdb
+
+        return read_wfdb, (path, labels)
+    if reader == "text":
+        from medscale.io.text_signal import read_text_signal
+
+        return read_text_signal, (path,)
+    from medscale.io.mne_raw import read_mne_raw
+
+    return read_mne_raw, (path, labels)
