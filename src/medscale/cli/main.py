@@ -88,11 +88,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show full tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser = argparse.ArgumentParser(prog="medscale", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"medscale {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
+    real_add_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs):  # every command takes --debug and --quiet
+        return real_add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     demo = sub.add_parser("demo", help="synthesise nights, ingest them with the bundled samples")
     demo.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")

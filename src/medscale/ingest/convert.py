@@ -22,7 +22,7 @@ from medscale.errors import AlignmentError, ChannelError, SpecError
 from medscale.ingest.plan import IngestUnit
 from medscale.io.hypnograms import read_hypnogram, to_aasm
 from medscale.io.recording import Hypnogram, RawHypnogram, Recording, Signal
-from medscale.io.signals import read_signals
+from medscale.io.signals import list_signal_labels, read_signals
 from medscale.io.stages import STAGE_NAMES, UNKNOWN, W, load_label_map
 from medscale.store.layout import ChannelInfo
 from medscale.store.store import RecordingArrays
@@ -122,7 +122,7 @@ def _find_label(recording: Recording, aliases: list[str]) -> str | None:
 
 
 def _map_channels(
-    spec: DatasetSpec, recording: Recording
+    spec: DatasetSpec, recording: Recording, file_labels: list[str]
 ) -> tuple[list[tuple[str, Signal, str]], list[str]]:
     """Canonical channels as (name, signal, source description), and the missing names."""
     out: list[tuple[str, Signal, str]] = []
@@ -155,12 +155,12 @@ def _map_channels(
         wanted = {c: spec.channels.get(c, []) or [spec.derivations.get(c, "")] for c in lacking}
         raise ChannelError(
             f"{recording.source}: required channels {lacking} not found; looked for {wanted}; "
-            f"the file has {recording.labels}"
+            f"the file has {file_labels}"
         )
     if not out:
         raise ChannelError(
             f"{recording.source}: none of the spec's channels {spec.kept_channels} found; "
-            f"the file has {recording.labels}"
+            f"the file has {file_labels}"
         )
     return out, missing
 
@@ -235,10 +235,14 @@ def convert_unit(
 ) -> Converted:
     """Read and convert one unit into the arrays the store writes. Raises on bad input."""
     options = dict(spec.signals.options) | spec.signals.options_by_recording.get(unit.recording_id, {})
-    wanted = {a for aliases in spec.channels.values() for a in aliases}
-    for name in spec.derivations:
-        wanted.update(spec.derivation_operands(name))
-    recording = read_signals(unit.signal_path, None, reader=spec.signals.reader, **options)
+    available = list_signal_labels(unit.signal_path, reader=spec.signals.reader)
+    labels = None
+    if available is not None:  # load only the signals the spec can use
+        wanted = {a.strip().lower() for aliases in spec.channels.values() for a in aliases}
+        for name in spec.derivations:
+            wanted.update(op.strip().lower() for op in spec.derivation_operands(name))
+        labels = [label for label in available if label.strip().lower() in wanted]
+    recording = read_signals(unit.signal_path, labels, reader=spec.signals.reader, **options)
     raw = read_hypnogram(unit.annotation_path, spec.annotations.format, **spec.annotations.options)
     if spec.hook:
         recording, raw = _run_hook(spec, recording, raw, unit)
@@ -253,7 +257,8 @@ def convert_unit(
         )
     warnings = list(recording.warnings) + list(raw.warnings)
     hypnogram = to_aasm(raw, load_label_map(spec.annotations.label_map), epoch_length_s)
-    mapped, missing = _map_channels(spec, recording)
+    file_labels = available if available is not None else list(recording.labels)
+    mapped, missing = _map_channels(spec, recording, file_labels)
     for name in missing:
         warnings.append(f"channel {name} not found (looked for {spec.channels.get(name, [])})")
     source_duration_s = min(sig.duration_s for _, sig, _ in mapped)
@@ -309,7 +314,7 @@ def convert_unit(
     )
     return Converted(
         arrays=arrays,
-        channels_found=list(recording.labels),
+        channels_found=file_labels,
         channels_missing=missing,
         source_duration_s=source_duration_s,
         trim=trim,

@@ -55,6 +55,30 @@ def _inside(root: Path, path: Path) -> bool:
     return True
 
 
+def _annotation_regex(spec: DatasetSpec) -> re.Pattern[str]:
+    """The annotation glob as a regex over root-relative paths, its ``{group}``s as wildcards.
+
+    Used only to explain leftovers: a file it matches is an annotation whose signal is missing.
+    """
+    pattern = spec.annotations.pattern
+    out, pos = "", 0
+    for match in re.finditer(r"{dir}/|{\w+}|\*\*/|\*|\?|\[[^\]]*\]", pattern):
+        out += re.escape(pattern[pos : match.start()])
+        token = match.group()
+        if token == "{dir}/" or token == "**/":
+            out += "(?:.*/)?"
+        elif token.startswith("{"):
+            out += ".+?"
+        elif token == "*":
+            out += "[^/]*"
+        elif token == "?":
+            out += "[^/]"
+        else:
+            out += token
+        pos = match.end()
+    return re.compile("^" + out + re.escape(pattern[pos:]) + "$")
+
+
 def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
     """Pair signal and annotation files under ``source_root`` as ``spec`` declares.
 
@@ -127,13 +151,15 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
                 )
             )
     plan.units.sort(key=lambda u: u.recording_id)
+    orphan = _annotation_regex(spec)
     for path in files:
-        if path not in claimed:
-            plan.unmatched.append(
-                UnmatchedFile(
-                    path.relative_to(root).as_posix(),
-                    "not a signal file of this dataset, nor the annotation of one",
-                )
-            )
+        if path in claimed:
+            continue
+        rel = path.relative_to(root).as_posix()
+        if orphan.match(rel):
+            reason = "looks like an annotation file, but no signal file matches it"
+        else:
+            reason = "not a signal file of this dataset, nor the annotation of one"
+        plan.unmatched.append(UnmatchedFile(rel, reason))
     plan.unmatched.sort(key=lambda f: f.path)
     return plan

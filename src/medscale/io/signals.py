@@ -134,6 +134,20 @@ def read_signals(
     return recording
 
 
+def list_signal_labels(path: str | Path, *, reader: str = "auto") -> list[str] | None:
+    """The signal labels a file holds, read from its header alone; None where the format
+    has no cheap header (the caller then reads every signal)."""
+    path = Path(path)
+    if reader == "auto":
+        reader = _READER_BY_SUFFIX.get(path.suffix.lower(), "mne")
+    if reader != "edf":
+        return None
+    from medscale.io.edf import read_edf_header
+
+    header, _ = read_edf_header(path)
+    return [s.label for s in header.signals if not s.is_annotation]
+
+
 def check_labels_present(path: Path, wanted: Collection[str], found: Collection[str]) -> None:
     """Raise `ChannelError` naming the requested labels the file does not hold."""
     missing = [label for label in wanted if label not in found]

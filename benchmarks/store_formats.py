@@ -1,0 +1,149 @@
+"""Store format benchmark: medscale's Zarr v3 layout against HDF5 variants, on one night.
+
+    python benchmarks/store_formats.py [--hours 8] [--windows 300] [--repeats 3]
+
+Every format stores the same int16 codes of one synthetic 8-h night (6 channels, 256 Hz in the
+EDF, 128 Hz stored); float64 HDF5 stores the µV values as CSDP does. Reported per format: write
+time (median of repeats), bytes on disk against the source EDF bytes of the same channels,
+files per recording, and the median latency of reading a random 35-epoch window of two channels
+(warm page cache). Ratios are against medscale's layout measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from medscale.datasets.spec import load_dataset_spec
+from medscale.ingest.convert import quantise, resample
+from medscale.io.signals import read_signals
+from medscale.store.layout import ChannelInfo
+from medscale.store.store import RecordingArrays, Store
+from medscale.synth import synthesize_nights
+
+SFREQ = 128.0
+WINDOW = 35 * 30 * int(SFREQ)
+
+
+def folder_bytes(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return path.stat().st_size, 1
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def load_night(work: Path, hours: float) -> tuple[np.ndarray, np.ndarray, list[float], int]:
+    night = synthesize_nights(work / "night", 1, seed=0, duration_h=hours, progress=False)[0]
+    spec = load_dataset_spec("synthetic")
+    recording = read_signals(night.signal_path)
+    rows, floats, scales, source_bytes = [], [], [], 0
+    for name in spec.kept_channels:
+        signal = recording.signal(spec.channels[name][0])
+        source_bytes += 2 * len(signal.data)  # EDF stores 2 bytes per sample
+        data = resample(signal.data, signal.sfreq_hz, SFREQ)
+        codes, step, _ = quantise(data, signal.resolution)
+        rows.append(codes)
+        floats.append(codes.astype(np.float64) * step)
+        scales.append(step)
+    n = min(len(r) for r in rows) // WINDOW * WINDOW
+    codes = np.stack([r[:n] for r in rows])
+    return codes, np.stack([f[:n] for f in floats]), scales, source_bytes * n // len(rows[0])
+
+
+def write_zarr(path: Path, codes: np.ndarray, scales: list[float]) -> None:
+    store = Store.create(path)
+    channels = [
+        ChannelInfo(f"EEG {i}", "EEG", f"c{i}", 256.0, "uV", s, 0.0, 1.0) for i, s in enumerate(scales)
+    ]
+    n_epochs = codes.shape[1] // int(30 * SFREQ)
+    store.write_recording(
+        RecordingArrays(
+            "bench", "night", "night", "", SFREQ, 30.0, codes, np.zeros(n_epochs, np.int8),
+            channels, "", "", True, {},
+        )
+    )
+
+
+def write_h5(path: Path, data: np.ndarray, **kwargs) -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset("signals", data=data, **kwargs)
+
+
+def time_reads(read, n_samples: int, windows: int, seed: int = 1) -> float:
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n_samples - WINDOW, size=windows)
+    read(int(starts[0]))  # open handles, warm caches
+    times = []
+    for start in starts:
+        t0 = time.perf_counter()
+        read(int(start))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=8.0)
+    parser.add_argument("--windows", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="medscale-bench-"))
+    try:
+        codes, floats, scales, source_bytes = load_night(work, args.hours)
+        n = codes.shape[1]
+        chunk = (1, 30720)
+        formats = {
+            "zarr v3 sharded zstd (medscale)": (lambda p: write_zarr(p, codes, scales), "zarr"),
+            "hdf5 chunked gzip-4 int16": (
+                lambda p: write_h5(p, codes, chunks=chunk, compression="gzip", compression_opts=4),
+                "h5",
+            ),
+            "hdf5 chunked lzf int16": (lambda p: write_h5(p, codes, chunks=chunk, compression="lzf"), "h5"),
+            "hdf5 contiguous int16": (lambda p: write_h5(p, codes), "h5"),
+            "hdf5 contiguous float64 (CSDP)": (lambda p: write_h5(p, floats), "h5"),
+        }
+        results = []
+        for name, (writer, kind) in formats.items():
+            write_times = []
+            for repeat in range(args.repeats):
+                path = work / f"fmt{len(results)}-{repeat}.{kind}"
+                t0 = time.perf_counter()
+                writer(path)
+                write_times.append(time.perf_counter() - t0)
+            size, files = folder_bytes(path)
+            if kind == "zarr":
+                store = Store(path)
+                info = store.recordings()[0]
+                names = info.channel_names[:2]
+                latency = time_reads(lambda s: store.read_signals(info, names, s, s + WINDOW), n, args.windows)
+            else:
+                handle = h5py.File(path, "r")
+                dset = handle["signals"]
+                latency = time_reads(lambda s: dset[0:2, s : s + WINDOW].astype(np.float32), n, args.windows)
+                handle.close()
+            results.append((name, statistics.median(write_times), size, files, latency))
+        base = results[0]
+        print(f"one {args.hours:g}-h night, 6 channels, {n} samples each at {SFREQ:g} Hz; "
+              f"source EDF bytes of these channels: {source_bytes / 1e6:.1f} MB")
+        print(f"| format | write s | MB | size / source EDF | files | window read ms | read time / medscale |")
+        print("|---|---|---|---|---|---|---|")
+        for name, write_s, size, files, latency in results:
+            print(
+                f"| {name} | {write_s:.2f} | {size / 1e6:.1f} | {size / source_bytes:.2f} | {files} | "
+                f"{latency * 1e3:.2f} | {latency / base[4]:.2f} |"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
