@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    """Where the real recordings live: $MEDSCALE_SHARED_DATA, else ../shared/data beside the repo."""
+    """The real recordings: $MEDSCALE_SHARED_DATA, else ../shared/data beside the repo."""
     env = os.environ.get("MEDSCALE_SHARED_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
 

@@ -19,7 +19,15 @@ MINIMAL = {
 
 def test_every_shipped_spec_loads_and_is_short():
     names = list_datasets()
-    for expected in ("sleep-edf-sc", "sleep-edf-st", "dreams", "hmc", "mitbih-slpdb", "nsrr", "mne-generic"):
+    for expected in (
+        "sleep-edf-sc",
+        "sleep-edf-st",
+        "dreams",
+        "hmc",
+        "mitbih-slpdb",
+        "nsrr",
+        "mne-generic",
+    ):
         assert expected in names
     for name in names:
         spec = load_dataset_spec(name)
@@ -87,7 +95,9 @@ def test_required_channel_must_be_declared():
 
 
 def test_unknown_dataset_name_lists_the_shipped_ones():
-    with pytest.raises(SpecError, match=r"unknown dataset 'sleep-edf'; shipped specs are \[.*'sleep-edf-sc'"):
+    with pytest.raises(
+        SpecError, match=r"unknown dataset 'sleep-edf'; shipped specs are \[.*'sleep-edf-sc'"
+    ):
         load_dataset_spec("sleep-edf")
 
 

@@ -20,7 +20,9 @@ def test_sleep_edf_pairs_psg_with_hypnogram_and_reports_the_rest(tmp_path):
     touch(tmp_path / "SC4011EH-Hypnogram.edf")  # no PSG
     touch(tmp_path / "notes.txt")
     plan = plan_ingest(load_dataset_spec("sleep-edf-sc"), tmp_path)
-    assert [(u.recording_id, u.subject, u.session) for u in plan.units] == [("SC4001", "SC400", "1")]
+    assert [(u.recording_id, u.subject, u.session) for u in plan.units] == [
+        ("SC4001", "SC400", "1")
+    ]
     assert plan.units[0].annotation_path.name == "SC4001EC-Hypnogram.edf"
     reasons = {f.path: f.reason for f in plan.unmatched}
     assert set(reasons) == {"SC4002E0-PSG.edf", "SC4011EH-Hypnogram.edf", "notes.txt"}
@@ -36,7 +38,11 @@ def test_nsrr_layout_pairs_across_folders(tmp_path):
         sub = f"{visit}/" if visit else ""
         touch(tmp_path / cohort / "polysomnography" / "edfs" / f"{sub}{stem}.edf")
         touch(
-            tmp_path / cohort / "polysomnography" / "annotations-events-nsrr" / f"{sub}{stem}-nsrr.xml"
+            tmp_path
+            / cohort
+            / "polysomnography"
+            / "annotations-events-nsrr"
+            / f"{sub}{stem}-nsrr.xml"
         )
     plan = plan_ingest(load_dataset_spec("nsrr"), tmp_path)
     assert sorted(u.recording_id for u in plan.units) == [

@@ -109,7 +109,9 @@ class DatasetSpec(_Strict):
             raise ValueError("declares no channels: give 'channels' and/or 'derivations'")
         unknown = [c for c in self.required if c not in kept]
         if unknown:
-            raise ValueError(f"required channels {unknown} are not declared in channels/derivations")
+            raise ValueError(
+                f"required channels {unknown} are not declared in channels/derivations"
+            )
         groups = set(re.compile(self.signals.pattern).groupindex)
         missing = sorted(set(re.findall(r"{(\w+)}", self.annotations.pattern)) - groups - {"dir"})
         if missing:
@@ -172,7 +174,9 @@ def parse_dataset_spec(data: Any, where: str = "<spec>") -> DatasetSpec:
 def list_datasets() -> list[str]:
     """Names of the dataset specs shipped with medscale."""
     folder = resources.files("medscale.datasets") / "specs"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_dataset_spec(name_or_path: str | Path) -> DatasetSpec:

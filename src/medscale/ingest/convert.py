@@ -69,7 +69,9 @@ def source_hash(unit: IngestUnit) -> tuple[str, list[dict[str, Any]]]:
     for role, path in (("signals", unit.signal_path), ("annotations", unit.annotation_path)):
         digest = sha256_file(path)
         h.update(f"{role}:{digest}\n".encode())
-        files.append({"role": role, "name": path.name, "size": path.stat().st_size, "sha256": digest})
+        files.append(
+            {"role": role, "name": path.name, "size": path.stat().st_size, "sha256": digest}
+        )
     return h.hexdigest(), files
 
 
@@ -234,7 +236,9 @@ def convert_unit(
     provenance: dict[str, Any],
 ) -> Converted:
     """Read and convert one unit into the arrays the store writes. Raises on bad input."""
-    options = dict(spec.signals.options) | spec.signals.options_by_recording.get(unit.recording_id, {})
+    options = dict(spec.signals.options) | spec.signals.options_by_recording.get(
+        unit.recording_id, {}
+    )
     available = list_signal_labels(unit.signal_path, reader=spec.signals.reader)
     labels = None
     if available is not None:  # load only the signals the spec can use

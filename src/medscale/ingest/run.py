@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from medscale import __version__
 from medscale.datasets.spec import DatasetSpec, load_dataset_spec
-from medscale.errors import MedscaleError, StoreError
+from medscale.errors import MedscaleError
 from medscale.ingest.convert import convert_unit, source_hash, stage_counts
 from medscale.ingest.plan import IngestUnit, plan_ingest
 from medscale.ingest.report import IngestReport, UnitReport
@@ -66,13 +66,15 @@ def ingest_unit(
     spec: DatasetSpec,
     store_location: str,
     source_root: Path,
-    config: IngestConfig = IngestConfig(),  # noqa: B008 - frozen, safe as a default
+    config: IngestConfig = IngestConfig(),
     overwrite: bool = False,
 ) -> UnitReport:
     """Convert and commit one recording. Bad input becomes a ``failed`` report; a store
     fault raises `StoreWriteFailed` so the caller can stop the run."""
     started = time.perf_counter()
-    report = UnitReport(recording_id=unit.recording_id, files=unit.relative(source_root), status="failed")
+    report = UnitReport(
+        recording_id=unit.recording_id, files=unit.relative(source_root), status="failed"
+    )
     try:
         store = Store(store_location)
         digest, files = source_hash(unit)
@@ -122,7 +124,9 @@ def ingest_unit(
         Store(store_location).write_recording(converted.arrays)
     except OSError as exc:
         if exc.errno in _STORE_ERRNOS:
-            raise StoreWriteFailed(f"writing {unit.recording_id} to {store_location}: {exc}") from exc
+            raise StoreWriteFailed(
+                f"writing {unit.recording_id} to {store_location}: {exc}"
+            ) from exc
         raise
     report.status = "ingested"
     report.elapsed_s = time.perf_counter() - started
@@ -136,7 +140,7 @@ def ingest(
     *,
     workers: int = 1,
     overwrite: bool = False,
-    config: IngestConfig = IngestConfig(),  # noqa: B008 - frozen, safe as a default
+    config: IngestConfig = IngestConfig(),
     progress: bool = True,
 ) -> IngestReport:
     """Ingest every recording of ``spec`` under ``source`` into ``store``.
@@ -161,7 +165,9 @@ def ingest(
         unmatched_files=[{"path": f.path, "reason": f.reason} for f in plan.unmatched],
     )
     results: dict[str, UnitReport] = {}
-    bar = tqdm(total=len(plan.units), desc=f"ingest {spec_obj.name}", unit="rec", disable=not progress)
+    bar = tqdm(
+        total=len(plan.units), desc=f"ingest {spec_obj.name}", unit="rec", disable=not progress
+    )
     try:
         if workers <= 1:
             for unit in plan.units:
@@ -170,7 +176,17 @@ def ingest(
                 )
                 bar.update()
         else:
-            _run_pool(plan.units, spec_obj, store_obj.location, source_root, config, overwrite, workers, results, bar)
+            _run_pool(
+                plan.units,
+                spec_obj,
+                store_obj.location,
+                source_root,
+                config,
+                overwrite,
+                workers,
+                results,
+                bar,
+            )
     except StoreWriteFailed as exc:
         report.stopped = str(exc)
     except KeyboardInterrupt:
@@ -198,8 +214,13 @@ def ingest(
     return report
 
 
-def _run_pool(units, spec, store_location, source_root, config, overwrite, workers, results, bar) -> None:
+def _run_pool(
+    units, spec, store_location, source_root, config, overwrite, workers, results, bar
+) -> None:
+    """Run units in a process pool. On a store fault, start nothing new, let running units
+    finish (their outcome is recorded), then raise the fault."""
     context = multiprocessing.get_context("spawn")  # zarr's IO thread makes fork unsafe
+    stop: StoreWriteFailed | None = None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: dict[Future[UnitReport], IngestUnit] = {
             pool.submit(ingest_unit, u, spec, store_location, source_root, config, overwrite): u
@@ -210,11 +231,20 @@ def _run_pool(units, spec, store_location, source_root, config, overwrite, worke
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     unit = pending.pop(future)
-                    results[unit.recording_id] = future.result()
+                    if future.cancelled():
+                        continue
+                    try:
+                        results[unit.recording_id] = future.result()
+                    except StoreWriteFailed as exc:
+                        stop = stop or exc
+                        for other in pending:
+                            other.cancel()
                     bar.update()
         finally:
             for future in pending:
                 future.cancel()
+    if stop is not None:
+        raise stop
 
 
 def _unused_aliases(spec: DatasetSpec, report: IngestReport) -> list[str]:

@@ -3,13 +3,13 @@
 Layout version 1 (see ``docs/design/store.md``)::
 
     STORE/
-      zarr.json                         root group; attributes["medscale_store"] = {layout_version, ...}
-      recordings/<dataset>/<recording>/ one Zarr v3 group per recording
-        signals                         int16 (channels, samples), one shard, zstd; µV = value * scale_uv
-        hypnogram                       int8 (epochs,), AASM codes, UNKNOWN = -1
-        stage_epochs                    int32 epoch indices grouped by stage (see stage_offsets)
-      commits/<dataset>/<recording>.json the commit record, written last: a recording exists iff it has one
-      reports/                          ingest reports (JSON + Markdown)
+      zarr.json                     root group; attributes["medscale_store"]["layout_version"]
+      recordings/<dataset>/<rec>/   one Zarr v3 group per recording
+        signals                     int16 (channels, samples), one shard, zstd; value * scale
+        hypnogram                   int8 (epochs,), AASM codes, UNKNOWN = -1
+        stage_epochs                int32 epoch indices grouped by stage (see stage_offsets)
+      commits/<dataset>/<rec>.json  the commit record, written last: no record, no recording
+      reports/                      ingest reports (JSON + Markdown)
 """
 
 from __future__ import annotations

@@ -54,7 +54,9 @@ class StoreSummary:
                 + f"{d.size_bytes / 1e6:>9.1f}"
             )
         total = sum(d.size_bytes for d in self.datasets) / 1e6
-        lines.append(f"{'total':<22}{self.recordings:>6}{'':>6}{self.hours:>9.2f}{'':>54}{total:>9.1f}")
+        lines.append(
+            f"{'total':<22}{self.recordings:>6}{'':>6}{self.hours:>9.2f}{'':>54}{total:>9.1f}"
+        )
         for d in self.datasets:
             chans = ", ".join(f"{c} ({n})" for c, n in sorted(d.channels.items()))
             lines.append(f"  {d.name} channels: {chans}")
