@@ -147,3 +147,26 @@ def test_derived_channel_is_the_difference_of_its_operands(synth_nights, tmp_pat
     step = info.channels[info.channel_names.index("EOG E1-E2")].scale
     assert np.max(np.abs((e1 - e2) - diff)) <= 2 * step
     assert info.channels[-1].source == "EOG E1-M2 - EOG E2-M2"
+
+
+def test_ingest_writes_to_object_storage_through_fsspec(synth_nights):
+    import fsspec
+
+    location = "memory://medscale-ingest-test/store"
+    report = ingest("synthetic", synth_nights, location, progress=False)
+    assert report.ok and report.count("ingested") == 3
+    store = Store(location)
+    assert len(store.recordings()) == 3
+    assert store.content_hash() == report.store_content_hash
+    fs = fsspec.filesystem("memory")
+    assert fs.exists("/medscale-ingest-test/store/reports")
+    fs.rm("/medscale-ingest-test", recursive=True)
+
+
+def test_code_quantiles_match_numpy_on_the_stored_values():
+    from medscale.ingest.convert import code_quantiles
+
+    rng = np.random.default_rng(0)
+    codes = rng.normal(0, 300, size=10_001).round().astype(np.int16)
+    expected = np.percentile(codes, [25, 50, 75], method="inverted_cdf")
+    np.testing.assert_array_equal(code_quantiles(codes, (0.25, 0.5, 0.75)), expected)

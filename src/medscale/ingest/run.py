@@ -214,12 +214,22 @@ def ingest(
     return report
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver where there is one: fork is unsafe once zarr's IO thread runs in this
+    process, and spawn re-imports scipy, zarr and edfio in every worker (~1.5 s each)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["medscale.ingest.run"])
+    return context
+
+
 def _run_pool(
     units, spec, store_location, source_root, config, overwrite, workers, results, bar
 ) -> None:
     """Run units in a process pool. On a store fault, start nothing new, let running units
     finish (their outcome is recorded), then raise the fault."""
-    context = multiprocessing.get_context("spawn")  # zarr's IO thread makes fork unsafe
+    context = _pool_context()
     stop: StoreWriteFailed | None = None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: dict[Future[UnitReport], IngestUnit] = {
