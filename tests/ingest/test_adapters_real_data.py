@@ -10,9 +10,12 @@ header field its reader copies into ``Recording.identifiers``, and ingests it wi
 spec turned synthetic (``synthetic: true``), so that the shipped pairing, channel and label
 rules are the ones under test. Real files are only ever copied into ``tmp_path``.
 
-Expected values come from the files themselves (read here with numpy, edfio or wfdb) or from
-/work/shared/data/SOURCES.md, not from the code under test. Tests marked ``xfail(strict=True)``
-document a bug found in a spec or in the ingest code; their reason says what is wrong.
+Expected values come from the files themselves (read here with numpy, edfio, wfdb or mne) or
+from /work/shared/data/SOURCES.md. Two exceptions use medscale code on purpose: the slpdb ``.st``
+is written from the ``.an`` dump parsed by `read_rdann_text`, and one DREAMS check compares with
+`medscale.ingest.convert.resample` (next to an independent float64 `resample_poly`). Tests
+marked ``xfail(strict=True)`` document a bug found in a spec or in the ingest code; their reason
+says what is wrong.
 """
 
 from __future__ import annotations
