@@ -359,12 +359,6 @@ def test_sleep_edf_st_pairs_the_st_layout_and_keeps_the_1hz_emg(sleep_edf_st_fol
     assert np.all(error <= emg.scale / 2 + 1e-3 * np.abs(source.data[:300]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG convert.py convert_unit: a channel upsampled from 1 Hz to 128 Hz (Sleep-EDF SC "
-    "'EMG submental', an envelope) is stored as type EMG with no warning in the unit report",
-)
 def test_sleep_edf_st_report_warns_that_the_emg_was_upsampled_from_1hz(
     sleep_edf_st_folder, tmp_path
 ):
@@ -498,7 +492,9 @@ def test_mitbih_headers_without_st_files_are_each_reported(shared_data, tmp_path
     assert len(records) == 18
     assert len(unmatched) == 3 * 18
     for record in records:
-        assert unmatched[f"{record}.hea"] == f"no annotation file matches './{record}.st'"
+        assert unmatched[f"{record}.hea"] == (
+            f"no annotation file matches '{record}.st'; no companion file matches '{record}.dat'"
+        )
         assert unmatched[f"{record}.an"] == _REASON_OTHER
         assert unmatched[f"{record}.rr"] == _REASON_OTHER
 
@@ -560,7 +556,7 @@ def test_mitbih_synthetic_record_with_an_st_from_the_real_dump_is_ingested(share
     report, store = _run(_synthetic_spec("mitbih-slpdb"), folder, tmp_path / "s")
     (unit,) = report.units
     assert unit.status == "ingested", unit.reason
-    assert unit.files == ["slp02a.hea", "slp02a.st"]
+    assert unit.files == ["slp02a.hea", "slp02a.st", "slp02a.dat"]
     (info,) = store.recordings()
     assert info.synthetic
     np.testing.assert_array_equal(store.read_hypnogram(info), expected[:96])
@@ -573,12 +569,6 @@ def test_mitbih_synthetic_record_with_an_st_from_the_real_dump_is_ingested(share
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG plan.py plan_ingest: a WFDB record's .dat is reported unmatched ('not a signal "
-    "file of this dataset, nor the annotation of one') although its .hea unit reads it",
-)
 def test_mitbih_dat_file_is_accounted_to_its_record(shared_data, tmp_path):
     folder = tmp_path / "slpdb"
     folder.mkdir()
@@ -588,12 +578,6 @@ def test_mitbih_dat_file_is_accounted_to_its_record(shared_data, tmp_path):
     assert "slp02a.dat" not in _unmatched(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG io/wfdb_record.py read_wfdb: wfdb.rdheader refuses the two-digit year of the "
-    "real slp32 header ('20/7/89'); the annotation reader falls back, the signal reader fails",
-)
 def test_mitbih_record_with_slp32s_two_digit_year_is_read(shared_data, tmp_path):
     folder = tmp_path / "slpdb"
     folder.mkdir()
@@ -666,7 +650,7 @@ SHHS_CHANNELS = {
 }  # fmt: skip
 # A MESA-style night with spellings the nsrr alias table lists (real MESA labels: see the
 # xfail test below).
-MESA_TABLE_CHANNELS = {
+CHAT_TABLE_CHANNELS = {
     "C4-M1": ("EEG C4-M1", 256), "E1-M2": ("EOG E1-M2", 256), "E2-M1": ("EOG E2-M2", 256),
     "Chin": ("EMG chin", 256),
 }  # fmt: skip
@@ -682,9 +666,9 @@ def test_nsrr_shhs_and_mesa_layouts_map_channels_and_subjects(tmp_path):
         seed=2,
     )
     mesa_stages = _write_nsrr_night(
-        psg_dir / "edfs/mesa-sleep-0001.edf",
-        psg_dir / "annotations-events-nsrr/mesa-sleep-0001-nsrr.xml",
-        MESA_TABLE_CHANNELS,
+        psg_dir / "edfs/chat-baseline-300001.edf",
+        psg_dir / "annotations-events-nsrr/chat-baseline-300001-nsrr.xml",
+        CHAT_TABLE_CHANNELS,
         seed=3,
     )
     report, store = _run(_synthetic_spec("nsrr"), source, tmp_path / "s")
@@ -692,9 +676,9 @@ def test_nsrr_shhs_and_mesa_layouts_map_channels_and_subjects(tmp_path):
     _assert_every_file_accounted(report, source)
     assert report.unmatched_files == []
     infos = {i.recording_id: i for i in store.recordings()}
-    assert sorted(infos) == ["mesa-sleep-0001", "shhs1-200001"]
-    shhs, mesa = infos["shhs1-200001"], infos["mesa-sleep-0001"]
-    assert (shhs.subject, mesa.subject) == ("shhs-200001", "mesa-0001")
+    assert sorted(infos) == ["chat-baseline-300001", "shhs1-200001"]
+    shhs, mesa = infos["shhs1-200001"], infos["chat-baseline-300001"]
+    assert (shhs.subject, mesa.subject) == ("shhs-200001", "chat-300001")
     assert [(c.name, c.source, c.source_sfreq_hz) for c in shhs.channels] == [
         ("EEG C4-M1", "EEG", 125.0),
         ("EEG C3-M2", "EEG(sec)", 125.0),
@@ -719,7 +703,9 @@ def test_nsrr_shhs_and_mesa_layouts_map_channels_and_subjects(tmp_path):
         "polysomnography/edfs/shhs1/shhs1-200001.edf",
         "polysomnography/annotations-events-nsrr/shhs1/shhs1-200001-nsrr.xml",
     ]
-    assert set(units["shhs1-200001"].channels_missing) == {"EEG O1-M2", "EEG F4-M1"}
+    assert set(units["shhs1-200001"].channels_missing) == {
+        "EEG O1-M2", "EEG F4-M1", "EEG Fz-Cz", "EEG Cz-Oz", "EOG E1-Fpz", "EOG E2-Fpz",
+    }  # fmt: skip
     # The 50-Hz EOG is stored resampled, within half its EDF step (0.1 µV).
     edf_eog = next(
         s
@@ -732,12 +718,6 @@ def test_nsrr_shhs_and_mesa_layouts_map_channels_and_subjects(tmp_path):
     assert np.max(np.abs(stored - expected)) <= _resample_tolerance(50.0, peak, 0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG specs/nsrr.yaml: MESA EDFs label EEG1=Fz-Cz, EEG2=Cz-Oz, EEG3=C4-M1 (NSRR MESA "
-    "montage page); the alias table stores EEG2 (Cz-Oz) as 'EEG C3-M2' and never finds C4-M1",
-)
 def test_nsrr_real_mesa_labels_map_to_the_mesa_montage(tmp_path):
     source = tmp_path / "nsrr"
     psg_dir = source / "polysomnography"
@@ -754,8 +734,10 @@ def test_nsrr_real_mesa_labels_map_to_the_mesa_montage(tmp_path):
     _, store = _run(_synthetic_spec("nsrr"), source, tmp_path / "s")
     (info,) = store.recordings()
     sources = {c.name: c.source for c in info.channels}
-    assert sources.get("EEG C3-M2") != "EEG2", "Cz-Oz stored as C3-M2"
-    assert sources.get("EEG C4-M1") == "EEG3"
+    assert sources == {
+        "EEG C4-M1": "EEG3", "EEG Fz-Cz": "EEG1", "EEG Cz-Oz": "EEG2",
+        "EOG E1-Fpz": "EOG-L", "EOG E2-Fpz": "EOG-R", "EMG chin": "EMG",
+    }  # fmt: skip
 
 
 # --- mne-generic -----------------------------------------------------------------------------
@@ -770,7 +752,7 @@ def test_mne_generic_reports_every_yasa_example_file(shared_data, tmp_path):
     unmatched = _unmatched(report)
     assert len(unmatched) == 7
     assert unmatched["data_resting_EO_200Hz_raw.fif"] == (
-        "no annotation file matches './data_resting_EO_200Hz_hypno_30s.txt'"
+        "no annotation file matches 'data_resting_EO_200Hz_hypno_30s.txt'"
     )
     for hypnogram in ("data_full_6hrs_100Hz_hypno_30s.txt", "sub-02_hypno_30s.txt"):
         assert unmatched[hypnogram] == _REASON_ANNOTATION_ONLY
@@ -831,12 +813,6 @@ def test_mne_generic_ingests_a_synthetic_fif_scored_by_a_real_yasa_hypnogram(sha
     assert np.max(np.abs(stored - expected)) <= _resample_tolerance(100.0, peak, channel.scale)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG specs/mne-generic.yaml: its header says EDF and BDF files are read, but "
-    "signals.pattern only matches fif|vhdr|set|gdf|cnt, so an EDF is 'not a signal file'",
-)
 def test_mne_generic_pairs_an_edf_as_its_header_comment_says(tmp_path):
     source = tmp_path / "edf"
     stages = np.array([W, W, N1, N2], dtype=np.int8)
@@ -923,12 +899,6 @@ def test_every_shipped_spec_is_run_end_to_end_in_this_file():
     assert set(list_datasets()) == COVERED_SPECS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SpecError,
-    reason="BUG datasets/spec.py load_dataset_spec: a shipped name is taken for a path when "
-    "the working folder holds a file or folder of that name ('hmc/'), and fails",
-)
 def test_a_shipped_spec_name_is_not_shadowed_by_a_data_folder_of_that_name(tmp_path, monkeypatch):
     (tmp_path / "hmc").mkdir()
     monkeypatch.chdir(tmp_path)

@@ -139,3 +139,16 @@ def test_few_files_per_recording(tmp_path):
     store.write_recording(make_arrays())
     files = [p for p in (tmp_path / "s" / "recordings" / "toy" / "r1").rglob("*") if p.is_file()]
     assert len(files) <= 8, files
+
+
+def test_create_finishes_a_create_that_was_killed_after_a_bare_zarr_json(tmp_path):
+    location = tmp_path / "s"
+    location.mkdir()
+    (location / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attri')
+    store = Store.create(location)
+    assert store.layout_version == 1
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    (tmp_path / "t" / "data.bin").write_bytes(b"x")  # more than a bare group: someone's data
+    with pytest.raises(StoreError, match="is not a medscale store"):
+        Store.create(tmp_path / "t")

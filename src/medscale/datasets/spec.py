@@ -32,6 +32,10 @@ class SignalFiles(_Strict):
     """Which files are signal files, and how to read them."""
 
     pattern: str = Field(description="regex matched against the path relative to the source root")
+    companions: list[str] = Field(
+        default_factory=list,
+        description="files read with the signal file (e.g. WFDB '{dir}/{rec}.dat'), as globs",
+    )
     reader: str = "auto"
     options: dict[str, Any] = Field(default_factory=dict)
     options_by_recording: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -89,6 +93,11 @@ class DatasetSpec(_Strict):
     subject: str
     session: str = ""
     channels: dict[str, list[str]] = Field(default_factory=dict)
+    channels_by_group: dict[str, dict[str, dict[str, list[str]]]] = Field(
+        default_factory=dict,
+        description="{group: {value: {channel: aliases}}}: aliases for recordings whose "
+        "signals.pattern group has that value (one spec, several montages)",
+    )
     derivations: dict[str, str] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
     align: Alignment = Field(default_factory=Alignment)
@@ -113,12 +122,15 @@ class DatasetSpec(_Strict):
                 f"required channels {unknown} are not declared in channels/derivations"
             )
         groups = set(re.compile(self.signals.pattern).groupindex)
-        missing = sorted(set(re.findall(r"{(\w+)}", self.annotations.pattern)) - groups - {"dir"})
-        if missing:
-            raise ValueError(
-                f"annotations.pattern uses {missing}, which signals.pattern does not capture "
-                f"(its groups: {sorted(groups)}, plus 'dir')"
-            )
+        for where, pattern in [("annotations.pattern", self.annotations.pattern)] + [
+            (f"signals.companions[{i}]", c) for i, c in enumerate(self.signals.companions)
+        ]:
+            missing = sorted(set(re.findall(r"{(\w+)}", pattern)) - groups - {"dir"})
+            if missing:
+                raise ValueError(
+                    f"{where} uses {missing}, which signals.pattern does not capture "
+                    f"(its groups: {sorted(groups)}, plus 'dir')"
+                )
         for field_name in ("recording_id", "subject", "session"):
             template = getattr(self, field_name)
             missing = sorted(set(re.findall(r"{(\w+)}", template)) - groups)
@@ -128,6 +140,14 @@ class DatasetSpec(_Strict):
                     f"(its groups: {sorted(groups)})"
                 )
         return self
+
+    def aliases(self, channel: str, groups: dict[str, str]) -> list[str]:
+        """Source labels for ``channel`` in a recording whose pattern groups are ``groups``."""
+        for group, by_value in self.channels_by_group.items():
+            override = by_value.get(groups.get(group, ""), {})
+            if channel in override:
+                return override[channel]
+        return self.channels.get(channel, [])
 
     @property
     def kept_channels(self) -> list[str]:
@@ -182,7 +202,7 @@ def list_datasets() -> list[str]:
 def load_dataset_spec(name_or_path: str | Path) -> DatasetSpec:
     """Load a shipped spec by name, or a spec file by path (always with a safe YAML loader)."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a folder named "hmc" is no spec
         if not path.is_file():
             raise SpecError(f"dataset spec {path} does not exist")
         text, where = path.read_text(encoding="utf-8"), str(path)

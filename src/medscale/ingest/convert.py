@@ -66,7 +66,9 @@ def source_hash(unit: IngestUnit) -> tuple[str, list[dict[str, Any]]]:
     """Hash of the unit's source files, and the per-file facts for provenance."""
     files = []
     h = hashlib.sha256()
-    for role, path in (("signals", unit.signal_path), ("annotations", unit.annotation_path)):
+    roles = [("signals", unit.signal_path), ("annotations", unit.annotation_path)]
+    roles += [("companion", p) for p in unit.companions]
+    for role, path in roles:
         digest = sha256_file(path)
         h.update(f"{role}:{digest}\n".encode())
         files.append(
@@ -135,13 +137,13 @@ def _find_label(recording: Recording, aliases: list[str]) -> str | None:
 
 
 def _map_channels(
-    spec: DatasetSpec, recording: Recording, file_labels: list[str]
+    spec: DatasetSpec, recording: Recording, file_labels: list[str], groups: dict[str, str]
 ) -> tuple[list[tuple[str, Signal, str]], list[str]]:
     """Canonical channels as (name, signal, source description), and the missing names."""
     out: list[tuple[str, Signal, str]] = []
     missing: list[str] = []
     for name in spec.kept_channels:
-        label = _find_label(recording, spec.channels.get(name, []))
+        label = _find_label(recording, spec.aliases(name, groups))
         if label is not None:
             out.append((name, recording.signal(label), label))
             continue
@@ -165,7 +167,7 @@ def _map_channels(
         missing.append(name)
     lacking = [c for c in spec.required if c in missing]
     if lacking:
-        wanted = {c: spec.channels.get(c, []) or [spec.derivations.get(c, "")] for c in lacking}
+        wanted = {c: spec.aliases(c, groups) or [spec.derivations.get(c, "")] for c in lacking}
         raise ChannelError(
             f"{recording.source}: required channels {lacking} not found; looked for {wanted}; "
             f"the file has {file_labels}"
@@ -200,7 +202,7 @@ def _align(
             f"signal ({signal_duration_s:.1f} s) and hypnogram ({n} epochs of {epoch} s "
             f"from {onset:.1f} s) do not overlap by one whole epoch"
         )
-    if first or stop < n:
+    if first or stop < n or onset > 0 or signal_duration_s > onset + stop * epoch:
         trim.reasons.append("signal and hypnogram cover different spans")
     if spec.align.lights == "crop":
         off = [e.onset_s for e in hypnogram.events if e.label.lower() == "lights off"]
@@ -253,7 +255,11 @@ def convert_unit(
     available = list_signal_labels(unit.signal_path, reader=spec.signals.reader)
     labels = None
     if available is not None:  # load only the signals the spec can use
-        wanted = {a.strip().lower() for aliases in spec.channels.values() for a in aliases}
+        wanted = {
+            a.strip().lower()
+            for c in spec.kept_channels
+            for a in spec.aliases(c, dict(unit.groups))
+        }
         for name in spec.derivations:
             wanted.update(op.strip().lower() for op in spec.derivation_operands(name))
         labels = [label for label in available if label.strip().lower() in wanted]
@@ -273,9 +279,17 @@ def convert_unit(
     warnings = list(recording.warnings) + list(raw.warnings)
     hypnogram = to_aasm(raw, load_label_map(spec.annotations.label_map), epoch_length_s)
     file_labels = available if available is not None else list(recording.labels)
-    mapped, missing = _map_channels(spec, recording, file_labels)
+    groups = dict(unit.groups)
+    mapped, missing = _map_channels(spec, recording, file_labels, groups)
     for name in missing:
-        warnings.append(f"channel {name} not found (looked for {spec.channels.get(name, [])})")
+        looked = spec.aliases(name, groups) or [spec.derivations.get(name, "")]
+        warnings.append(f"channel {name} not found (looked for {looked})")
+    for name, sig, _ in mapped:
+        if sig.sfreq_hz < sfreq_hz / 2:
+            warnings.append(
+                f"{name}: source rate {sig.sfreq_hz:g} Hz is under half the store rate "
+                f"{sfreq_hz:g} Hz: upsampled, it holds nothing above {sig.sfreq_hz / 2:g} Hz"
+            )
     source_duration_s = min(sig.duration_s for _, sig, _ in mapped)
     first, stop, trim = _align(spec, hypnogram, source_duration_s)
     n_samples = round((stop - first) * epoch_length_s * sfreq_hz)

@@ -7,6 +7,7 @@ so that nothing is skipped silently.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,10 +27,15 @@ class IngestUnit:
     session: str
     signal_path: Path
     annotation_path: Path
+    companions: tuple[Path, ...] = ()
     groups: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.signal_path, self.annotation_path, *self.companions)
+
     def relative(self, source_root: Path) -> list[str]:
-        return [str(p.relative_to(source_root)) for p in (self.signal_path, self.annotation_path)]
+        return [p.relative_to(source_root).as_posix() for p in self.files]
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,26 @@ def _inside(root: Path, path: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _glob(root: Path, pattern: str) -> list[Path]:
+    if any(ch in pattern for ch in "*?["):
+        return sorted(root.glob(pattern))
+    return [root / pattern] if (root / pattern).exists() else []  # no folder walk
+
+
+def _resolve(root: Path, pattern: str, role: str, exclude: Path) -> tuple[Path | None, str]:
+    """The one file ``pattern`` names under ``root``, or None and the reason."""
+    pattern = posixpath.normpath(pattern)
+    if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        return None, f"{role} pattern {pattern!r} leaves the source folder"
+    hits = [p for p in _glob(root, pattern) if p.is_file() and p != exclude and _inside(root, p)]
+    if not hits:
+        return None, f"no {role} file matches {pattern!r}"
+    if len(hits) > 1:
+        names = [h.relative_to(root).as_posix() for h in hits]
+        return None, f"several {role} files match {pattern!r}: {names}"
+    return hits[0], ""
 
 
 def _annotation_regex(spec: DatasetSpec) -> re.Pattern[str]:
@@ -104,29 +130,23 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
         groups = {k: v or "" for k, v in match.groupdict().items()}
         groups.setdefault("dir", path.parent.relative_to(root).as_posix())
         claimed.add(path)
-        pattern = spec.annotations.pattern.format(**groups)
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            plan.unmatched.append(
-                UnmatchedFile(rel, f"annotation pattern {pattern!r} leaves the source folder")
-            )
+        problems: list[str] = []
+        found: list[Path] = []
+        for role, template in [("annotation", spec.annotations.pattern)] + [
+            ("companion", c) for c in spec.signals.companions
+        ]:
+            hit, problem = _resolve(root, template.format(**groups), role, exclude=path)
+            if hit is not None:
+                found.append(hit)
+            elif problem:
+                problems.append(problem)
+            if role == "annotation" and problem and "several" in problem:
+                claimed.update(_glob(root, template.format(**groups)))
+        claimed.update(found)
+        if problems:
+            plan.unmatched.append(UnmatchedFile(rel, "; ".join(problems)))
             continue
-        if any(ch in pattern for ch in "*?["):
-            candidates = sorted(root.glob(pattern))
-        else:  # a plain path: no folder walk, which matters for large datasets
-            candidates = [root / pattern] if (root / pattern).exists() else []
-        candidates = [p for p in candidates if p.is_file() and p != path and _inside(root, p)]
-        if not candidates:
-            plan.unmatched.append(UnmatchedFile(rel, f"no annotation file matches {pattern!r}"))
-            continue
-        if len(candidates) > 1:
-            names = [c.relative_to(root).as_posix() for c in candidates]
-            plan.unmatched.append(
-                UnmatchedFile(rel, f"several annotation files match {pattern!r}: {names}")
-            )
-            claimed.update(candidates)
-            continue
-        annotation = candidates[0]
-        claimed.add(annotation)
+        annotation, companions = found[0], tuple(found[1:])
         unit = IngestUnit(
             dataset=spec.name,
             recording_id=spec.recording_id.format(**groups),
@@ -134,6 +154,7 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
             session=spec.session.format(**groups),
             signal_path=path,
             annotation_path=annotation,
+            companions=companions,
             groups=tuple(sorted(groups.items())),
         )
         by_id[unit.recording_id].append(unit)

@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -48,7 +49,8 @@ class IngestConfig:
 
 
 class StoreWriteFailed(MedscaleError):
-    """A unit could not be written because of the store (disk full, permission denied)."""
+    """The run cannot go on: the store refuses writes (disk full, permission denied) or a
+    worker process died. Finished recordings stay committed; a rerun continues."""
 
 
 def _library_versions() -> dict[str, str]:
@@ -249,6 +251,11 @@ def _run_pool(
                         stop = stop or exc
                         for other in pending:
                             other.cancel()
+                    except BrokenProcessPool as exc:  # a worker was killed (out of memory?)
+                        raise StoreWriteFailed(
+                            f"a worker process died while converting {unit.recording_id} "
+                            f"({exc}); finished recordings are kept, rerun to continue"
+                        ) from exc
                     bar.update()
         finally:
             for future in pending:

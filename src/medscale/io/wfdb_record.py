@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
@@ -42,10 +44,56 @@ def read_wfdb(path: str | Path, labels: Collection[str] | None = None) -> Record
     header_path = record_path.with_name(record_path.name + ".hea")
     if not header_path.is_file():
         raise RecordingReadError(f"{header_path}: WFDB header file not found")
-    try:
-        header = wfdb.rdheader(str(record_path))
-    except (ValueError, OSError, IndexError, TypeError) as exc:
-        raise RecordingReadError(f"{header_path}: not a readable WFDB header: {exc}") from exc
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="medscale-wfdb-") as scratch:
+        try:
+            header = wfdb.rdheader(str(record_path))
+        except ValueError as exc:  # old headers write a two-digit year, which wfdb refuses
+            fixed = _with_four_digit_year(header_path, Path(scratch))
+            if fixed is None:
+                raise RecordingReadError(
+                    f"{header_path}: not a readable WFDB header: {exc}"
+                ) from exc
+            record_path, note = fixed
+            header = wfdb.rdheader(str(record_path))
+            warnings.append(note)
+        except (OSError, IndexError, TypeError) as exc:
+            raise RecordingReadError(f"{header_path}: not a readable WFDB header: {exc}") from exc
+        return _read(path, header_path, record_path, header, labels, warnings)
+
+
+def _with_four_digit_year(header_path: Path, scratch: Path) -> tuple[Path, str] | None:
+    """A copy of the header with dd/mm/yy made dd/mm/yyyy (yy >= 70 -> 19yy), beside links
+    to the signal files; None when the record line holds no such date."""
+    lines = header_path.read_text(encoding="latin-1").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.search(r"(\s\d{1,2}/\d{1,2}/)(\d{2})\s*$", line)
+        if match is None:
+            return None
+        yy = int(match.group(2))
+        year = 1900 + yy if yy >= 70 else 2000 + yy
+        lines[i] = line[: match.start(2)] + str(year)
+        break
+    else:
+        return None
+    for other in header_path.parent.glob(f"{header_path.stem}.*"):
+        if other != header_path:
+            (scratch / other.name).symlink_to(other.resolve())
+    (scratch / header_path.name).write_text("\n".join(lines) + "\n", encoding="latin-1")
+    note = f"header date has a two-digit year; read as {year} (yy >= 70 -> 19yy)"
+    return scratch / header_path.stem, note
+
+
+def _read(
+    path: Path,
+    header_path: Path,
+    record_path: Path,
+    header: wfdb.Record,
+    labels: Collection[str] | None,
+    warnings: list[str],
+) -> Recording:
     names = list(header.sig_name or [])
     if labels is not None:
         check_labels_present(header_path, labels, names)
@@ -66,7 +114,7 @@ def read_wfdb(path: str | Path, labels: Collection[str] | None = None) -> Record
         signals=signals,
         start=header.base_datetime,
         identifiers=identifiers,
-        warnings=[] if header.base_datetime else ["header has no base date and time"],
+        warnings=warnings + ([] if header.base_datetime else ["header has no base date and time"]),
     )
 
 

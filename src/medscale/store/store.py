@@ -126,17 +126,30 @@ class Store:
         if fs.exists(root):
             if fs.isfile(root):
                 raise StoreError(f"{location} is a file, not a store folder")
-            if fs.ls(root, detail=False):
+            entries = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
+            # A create killed mid-write leaves at most a bare zarr.json: finish that create.
+            if entries and not (entries == ["zarr.json"] and cls._is_bare_group(fs, root)):
                 store = cls(location)  # raises StoreError when it is something else
                 if not exist_ok:
                     raise StoreError(f"{location} already holds a medscale store")
                 return store
-        group = zarr.open_group(cls._zarr_store_for(location), mode="w")
-        group.attrs[STORE_ATTRIBUTE] = {
-            "layout_version": LAYOUT_VERSION,
-            "created_by": f"medscale {__version__}",
+        attributes = {
+            STORE_ATTRIBUTE: {
+                "layout_version": LAYOUT_VERSION,
+                "created_by": f"medscale {__version__}",
+            }
         }
+        # One write of zarr.json, attributes included: no window with a group but no version.
+        zarr.create_group(cls._zarr_store_for(location), attributes=attributes, overwrite=True)
         return cls(location)
+
+    @staticmethod
+    def _is_bare_group(fs: fsspec.AbstractFileSystem, root: str) -> bool:
+        try:
+            meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+        except (ValueError, OSError):
+            return True  # an unreadable, half-written zarr.json
+        return isinstance(meta, dict) and STORE_ATTRIBUTE not in meta.get("attributes", {})
 
     @staticmethod
     def _zarr_store_for(location: str, read_only: bool = False) -> LocalStore | FsspecStore:
