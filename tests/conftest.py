@@ -16,6 +16,22 @@ def shared_data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _pseudonym_key_in_temp(tmp_path_factory):
+    """Tests never read or write the user's real pseudonym key."""
+    key_file = tmp_path_factory.mktemp("key") / "pseudonym.key"
+    key_file.write_text("test-key-0123456789abcdef\n")
+    old = {k: os.environ.get(k) for k in ("MEDSCALE_PSEUDONYM_KEY", "MEDSCALE_PSEUDONYM_KEY_FILE")}
+    os.environ.pop("MEDSCALE_PSEUDONYM_KEY", None)
+    os.environ["MEDSCALE_PSEUDONYM_KEY_FILE"] = str(key_file)
+    yield key_file
+    for name, value in old.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()

@@ -39,6 +39,7 @@ from medscale.ingest import IngestReport, ingest
 from medscale.ingest.convert import resample
 from medscale.io.stages import N1, N2, N3, REM, UNKNOWN, W
 from medscale.io.wfdb_annotations import read_rdann_text
+from medscale.privacy import load_pseudonym_key
 from medscale.store import Store
 from medscale.synth import synthesize_psg
 
@@ -79,9 +80,16 @@ def _synthetic_spec(name: str) -> DatasetSpec:
     return parse_dataset_spec(spec.model_dump() | {"synthetic": True}, f"{name} (synthetic)")
 
 
+def _shown(report: IngestReport, rel: str) -> str:
+    """How the report names a file: its path, or its keyed hash when ids are pseudonymised."""
+    return load_pseudonym_key().file(report.dataset, rel) if report.ids == "pseudonymize" else rel
+
+
 def _assert_every_file_accounted(report: IngestReport, folder: Path) -> None:
     """Each file under ``folder`` is in exactly one unit or unmatched entry, with a reason."""
-    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    on_disk = sorted(
+        _shown(report, p.relative_to(folder).as_posix()) for p in folder.rglob("*") if p.is_file()
+    )
     in_units = [f for u in report.units for f in u.files]
     unmatched = [f["path"] for f in report.unmatched_files]
     assert sorted(in_units + unmatched) == on_disk
@@ -751,13 +759,15 @@ def test_mne_generic_reports_every_yasa_example_file(shared_data, tmp_path):
     _assert_every_file_accounted(report, source)
     unmatched = _unmatched(report)
     assert len(unmatched) == 7
-    assert unmatched["data_resting_EO_200Hz_raw.fif"] == (
-        "no annotation file matches 'data_resting_EO_200Hz_hypno_30s.txt'"
+    # mne-generic pseudonymises: reasons name the spec's template, never the file's name.
+    assert unmatched[_shown(report, "data_resting_EO_200Hz_raw.fif")] == (
+        "no annotation file matches '{dir}/{stem}_hypno_30s.txt'"
     )
     for hypnogram in ("data_full_6hrs_100Hz_hypno_30s.txt", "sub-02_hypno_30s.txt"):
-        assert unmatched[hypnogram] == _REASON_ANNOTATION_ONLY
+        assert unmatched[_shown(report, hypnogram)] == _REASON_ANNOTATION_ONLY
     for other in ("data_EOGs_REM_256Hz.npz", "data_full_6hrs_100Hz_hypno.npz"):
-        assert unmatched[other] == _REASON_OTHER
+        assert unmatched[_shown(report, other)] == _REASON_OTHER
+    assert not any("data_" in f["path"] or "sub-02" in f["path"] for f in report.unmatched_files)
 
 
 YASA_CODES = {"W": W, "N1": N1, "N2": N2, "N3": N3, "R": REM}
@@ -785,7 +795,13 @@ def test_mne_generic_ingests_a_synthetic_fif_scored_by_a_real_yasa_hypnogram(sha
     assert report.ok, [u.reason for u in report.units]
     _assert_every_file_accounted(report, source)
     (stored_info,) = store.recordings()
-    assert (stored_info.recording_id, stored_info.subject) == ("sub-01", "sub-01")
+    key = load_pseudonym_key()  # mne-generic pseudonymises ids with the project key
+    assert (stored_info.recording_id, stored_info.subject) == (
+        key.recording("mne-generic", "sub-01"),
+        key.subject("mne-generic", "sub-01"),
+    )
+    assert stored_info.metadata["privacy"] == {"ids": "pseudonymize", "key_id": key.key_id}
+    assert "name" not in stored_info.metadata["source_files"][0]
     assert stored_info.synthetic
     np.testing.assert_array_equal(store.read_hypnogram(stored_info), stages)
     assert stored_info.stage_counts == {

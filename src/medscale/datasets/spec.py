@@ -80,6 +80,20 @@ class Alignment(_Strict):
     lights: Literal["crop", "keep"] = "keep"
 
 
+class Privacy(_Strict):
+    """What of a recording's identity may reach the store (see docs/privacy.md).
+
+    ``ids: pseudonymize`` (the default) replaces recording, subject and session ids with keyed
+    hashes and keeps file names out of the store and reports; ``ids: source`` keeps the ids
+    the dataset publishes (public datasets whose ids are pseudonyms already). Age and sex are
+    dropped unless allowed; ages are banded in 5-year bands with ``age: band``.
+    """
+
+    ids: Literal["pseudonymize", "source"] = "pseudonymize"
+    age: Literal["drop", "band", "exact"] = "drop"
+    sex: Literal["drop", "keep"] = "drop"
+
+
 class DatasetSpec(_Strict):
     """A dataset adapter, as data. Build it with `load_dataset_spec`."""
 
@@ -101,6 +115,7 @@ class DatasetSpec(_Strict):
     derivations: dict[str, str] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
     align: Alignment = Field(default_factory=Alignment)
+    privacy: Privacy = Field(default_factory=Privacy)
     hook: str | None = Field(default=None, description="'module:function' for the odd dataset")
 
     @field_validator("derivations")

@@ -24,6 +24,7 @@ from medscale.io.hypnograms import read_hypnogram, to_aasm
 from medscale.io.recording import Hypnogram, RawHypnogram, Recording, Signal
 from medscale.io.signals import list_signal_labels, read_signals
 from medscale.io.stages import STAGE_NAMES, UNKNOWN, W, load_label_map
+from medscale.privacy.demographics import demographics
 from medscale.store.layout import ChannelInfo
 from medscale.store.store import RecordingArrays
 
@@ -247,6 +248,7 @@ def convert_unit(
     source_digest: str,
     config_hash: str,
     provenance: dict[str, Any],
+    key_id: str | None = None,
 ) -> Converted:
     """Read and convert one unit into the arrays the store writes. Raises on bad input."""
     options = dict(spec.signals.options) | spec.signals.options_by_recording.get(
@@ -318,8 +320,13 @@ def convert_unit(
             )
         )
     stages = hypnogram.stages[first:stop]
+    source_files = provenance["source_files"]
+    if unit.redact:  # file names can hold identifiers; hashes and sizes identify the file
+        source_files = [{k: v for k, v in f.items() if k != "name"} for f in source_files]
     metadata = {
-        "source_files": provenance["source_files"],
+        "source_files": source_files,
+        "privacy": {"ids": spec.privacy.ids, "key_id": key_id},
+        "demographics": demographics(recording, spec.privacy.age, spec.privacy.sex),
         "provenance": {k: v for k, v in provenance.items() if k != "source_files"},
         "trim": trim.__dict__,
         "lights": [e.__dict__ for e in hypnogram.events if e.label.lower().startswith("lights")],

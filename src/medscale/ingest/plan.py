@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medscale.datasets.spec import DatasetSpec
 from medscale.errors import SpecError
+from medscale.privacy.pseudonyms import PseudonymKey, load_pseudonym_key
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,12 @@ class IngestUnit:
     annotation_path: Path
     companions: tuple[Path, ...] = ()
     groups: tuple[tuple[str, str], ...] = ()
+    display_files: tuple[str, ...] = ()  # how reports name the files (pseudonymised or not)
+    redact: bool = False  # source ids and file names must not leave this unit
 
     @property
     def files(self) -> tuple[Path, ...]:
         return (self.signal_path, self.annotation_path, *self.companions)
-
-    def relative(self, source_root: Path) -> list[str]:
-        return [p.relative_to(source_root).as_posix() for p in self.files]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class IngestPlan:
     source_root: Path
     units: list[IngestUnit] = field(default_factory=list)
     unmatched: list[UnmatchedFile] = field(default_factory=list)
+    key: PseudonymKey | None = None  # set when the spec pseudonymises ids
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -67,17 +68,20 @@ def _glob(root: Path, pattern: str) -> list[Path]:
     return [root / pattern] if (root / pattern).exists() else []  # no folder walk
 
 
-def _resolve(root: Path, pattern: str, role: str, exclude: Path) -> tuple[Path | None, str]:
-    """The one file ``pattern`` names under ``root``, or None and the reason."""
+def _resolve(
+    root: Path, pattern: str, role: str, exclude: Path, shown: str | None = None
+) -> tuple[Path | None, str]:
+    """The one file ``pattern`` names under ``root``, or None and the reason. ``shown`` is
+    what the reason calls the pattern (the unformatted template, when ids are redacted)."""
     pattern = posixpath.normpath(pattern)
+    shown = pattern if shown is None else shown
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-        return None, f"{role} pattern {pattern!r} leaves the source folder"
+        return None, f"{role} pattern {shown!r} leaves the source folder"
     hits = [p for p in _glob(root, pattern) if p.is_file() and p != exclude and _inside(root, p)]
     if not hits:
-        return None, f"no {role} file matches {pattern!r}"
+        return None, f"no {role} file matches {shown!r}"
     if len(hits) > 1:
-        names = [h.relative_to(root).as_posix() for h in hits]
-        return None, f"several {role} files match {pattern!r}: {names}"
+        return None, f"several {role} files match {shown!r} ({len(hits)} files)"
     return hits[0], ""
 
 
@@ -105,20 +109,34 @@ def _annotation_regex(spec: DatasetSpec) -> re.Pattern[str]:
     return re.compile("^" + out + re.escape(pattern[pos:]) + "$")
 
 
-def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
+def plan_ingest(
+    spec: DatasetSpec, source_root: Path | str, key: PseudonymKey | None = None
+) -> IngestPlan:
     """Pair signal and annotation files under ``source_root`` as ``spec`` declares.
 
     The annotation pattern is a glob relative to ``source_root``, formatted with the signal
     pattern's named groups and ``{dir}`` (the signal file's folder). Raises `SpecError` when the
     folder is missing. Annotation paths that would reach outside the source root (``..``,
     absolute paths, symlinks) are refused per file.
+
+    With ``privacy.ids: pseudonymize`` the units carry keyed-hash ids (the key is ``key``, or
+    `load_pseudonym_key`), and file names are shown as keyed hashes in every reason.
     """
     root = Path(source_root)
     if not root.is_dir():
         raise SpecError(f"source folder {root} does not exist or is not a folder")
+    redact = spec.privacy.ids == "pseudonymize"
+    if redact and key is None:
+        key = load_pseudonym_key()
+    if not redact:
+        key = None
+
+    def display(rel: str) -> str:
+        return key.file(spec.name, rel) if key is not None else rel
+
     signal_re = re.compile(spec.signals.pattern)
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    plan = IngestPlan(source_root=root)
+    plan = IngestPlan(source_root=root, key=key)
     claimed: set[Path] = set()
     by_id: dict[str, list[IngestUnit]] = defaultdict(list)
 
@@ -130,12 +148,17 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
         groups = {k: v or "" for k, v in match.groupdict().items()}
         groups.setdefault("dir", path.parent.relative_to(root).as_posix())
         claimed.add(path)
+        if not _inside(root, path):
+            reason = "a link that leaves the source folder"
+            plan.unmatched.append(UnmatchedFile(display(rel), reason))
+            continue
         problems: list[str] = []
         found: list[Path] = []
         for role, template in [("annotation", spec.annotations.pattern)] + [
             ("companion", c) for c in spec.signals.companions
         ]:
-            hit, problem = _resolve(root, template.format(**groups), role, exclude=path)
+            shown = template if redact else None
+            hit, problem = _resolve(root, template.format(**groups), role, path, shown)
             if hit is not None:
                 found.append(hit)
             elif problem:
@@ -144,31 +167,40 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
                 claimed.update(_glob(root, template.format(**groups)))
         claimed.update(found)
         if problems:
-            plan.unmatched.append(UnmatchedFile(rel, "; ".join(problems)))
+            plan.unmatched.append(UnmatchedFile(display(rel), "; ".join(problems)))
             continue
         annotation, companions = found[0], tuple(found[1:])
+        recording_id = spec.recording_id.format(**groups)
+        subject, session = spec.subject.format(**groups), spec.session.format(**groups)
+        if key is not None:
+            recording_id = key.recording(spec.name, recording_id)
+            subject, session = key.subject(spec.name, subject), key.session(spec.name, session)
         unit = IngestUnit(
             dataset=spec.name,
-            recording_id=spec.recording_id.format(**groups),
-            subject=spec.subject.format(**groups),
-            session=spec.session.format(**groups),
+            recording_id=recording_id,
+            subject=subject,
+            session=session,
             signal_path=path,
             annotation_path=annotation,
             companions=companions,
             groups=tuple(sorted(groups.items())),
+            display_files=tuple(
+                display(p.relative_to(root).as_posix()) for p in (path, annotation, *companions)
+            ),
+            redact=redact,
         )
         by_id[unit.recording_id].append(unit)
 
-    for recording_id, units in by_id.items():
+    for units in by_id.values():
         if len(units) == 1:
             plan.units.append(units[0])
             continue
-        names = [u.signal_path.relative_to(root).as_posix() for u in units]
+        names = [u.display_files[0] for u in units]
         for unit in units:
             plan.unmatched.append(
                 UnmatchedFile(
-                    unit.signal_path.relative_to(root).as_posix(),
-                    f"recording id {recording_id!r} is shared by {names}; fix recording_id",
+                    unit.display_files[0],
+                    f"its recording id is shared by {names}; fix recording_id in the spec",
                 )
             )
     plan.units.sort(key=lambda u: u.recording_id)
@@ -181,6 +213,6 @@ def plan_ingest(spec: DatasetSpec, source_root: Path | str) -> IngestPlan:
             reason = "looks like an annotation file, but no signal file matches it"
         else:
             reason = "not a signal file of this dataset, nor the annotation of one"
-        plan.unmatched.append(UnmatchedFile(rel, reason))
+        plan.unmatched.append(UnmatchedFile(display(rel), reason))
     plan.unmatched.sort(key=lambda f: f.path)
     return plan

@@ -40,6 +40,7 @@ class IngestReport:
     finished_at: str = ""
     workers: int = 1
     config_hash: str = ""
+    ids: str = "source"  # "pseudonymize": ids and file names below are keyed hashes
     units: list[UnitReport] = field(default_factory=list)
     unmatched_files: list[dict[str, str]] = field(default_factory=list)
     run_warnings: list[str] = field(default_factory=list)

@@ -22,10 +22,12 @@ from tqdm import tqdm
 
 from medscale import __version__
 from medscale.datasets.spec import DatasetSpec, load_dataset_spec
-from medscale.errors import MedscaleError
+from medscale.errors import MedscaleError, SpecError
 from medscale.ingest.convert import convert_unit, source_hash, stage_counts
 from medscale.ingest.plan import IngestUnit, plan_ingest
 from medscale.ingest.report import IngestReport, UnitReport
+from medscale.privacy.pseudonyms import KEY_ENV, KEY_FILE_ENV, PseudonymKey, scrub
+from medscale.privacy.secrets import mask_credentials
 from medscale.store.layout import DEFAULT_SFREQ_HZ, EPOCH_LENGTH_S
 from medscale.store.store import Store
 
@@ -70,13 +72,42 @@ def ingest_unit(
     source_root: Path,
     config: IngestConfig = IngestConfig(),
     overwrite: bool = False,
+    key_id: str | None = None,
 ) -> UnitReport:
     """Convert and commit one recording. Bad input becomes a ``failed`` report; a store
-    fault raises `StoreWriteFailed` so the caller can stop the run."""
+    fault raises `StoreWriteFailed` so the caller can stop the run. ``key_id`` is the
+    pseudonym key's public id, recorded with the recording."""
     started = time.perf_counter()
     report = UnitReport(
-        recording_id=unit.recording_id, files=unit.relative(source_root), status="failed"
+        recording_id=unit.recording_id, files=list(unit.display_files), status="failed"
     )
+    try:
+        return _ingest_unit(unit, spec, store_location, config, overwrite, report, key_id)
+    finally:
+        report.elapsed_s = time.perf_counter() - started
+        if unit.redact:  # reader messages name files and ids: keep them out of the report
+            report.reason = scrub(report.reason, _redactions(unit, source_root))
+            report.warnings = [scrub(w, _redactions(unit, source_root)) for w in report.warnings]
+
+
+def _redactions(unit: IngestUnit, source_root: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for path, shown in zip(unit.files, unit.display_files, strict=True):
+        rel = path.relative_to(source_root).as_posix()
+        pairs += [(str(path), shown), (rel, shown), (path.name, shown)]
+    pairs += [(value, "<id>") for _, value in unit.groups if len(value) >= 3]
+    return pairs
+
+
+def _ingest_unit(
+    unit: IngestUnit,
+    spec: DatasetSpec,
+    store_location: str,
+    config: IngestConfig,
+    overwrite: bool,
+    report: UnitReport,
+    key_id: str | None,
+) -> UnitReport:
     try:
         store = Store(store_location)
         digest, files = source_hash(unit)
@@ -109,10 +140,10 @@ def ingest_unit(
             source_digest=digest,
             config_hash=config_hash,
             provenance=provenance,
+            key_id=key_id,
         )
     except (MedscaleError, OSError, ValueError) as exc:
         report.reason = f"{type(exc).__name__}: {exc}"
-        report.elapsed_s = time.perf_counter() - started
         return report
     report.channels_found = converted.channels_found
     report.channels_kept = [c.name for c in converted.arrays.channels]
@@ -131,7 +162,6 @@ def ingest_unit(
             ) from exc
         raise
     report.status = "ingested"
-    report.elapsed_s = time.perf_counter() - started
     return report
 
 
@@ -156,14 +186,17 @@ def ingest(
     source_root = Path(source)
     plan = plan_ingest(spec_obj, source_root)
     store_obj = Store.create(store)
+    _check_same_key(store_obj, spec_obj, plan.key)
+    key_id = plan.key.key_id if plan.key is not None else None
     report = IngestReport(
         dataset=spec_obj.name,
-        spec=str(spec) if not isinstance(spec, DatasetSpec) else spec_obj.name,
-        source_root=str(source_root),
-        store=str(store),
+        spec=mask_credentials(str(spec) if not isinstance(spec, DatasetSpec) else spec_obj.name),
+        source_root=mask_credentials(str(source_root)),
+        store=mask_credentials(str(store)),
         started_at=_now(),
         workers=workers,
         config_hash=config.config_hash(spec_obj),
+        ids=spec_obj.privacy.ids,
         unmatched_files=[{"path": f.path, "reason": f.reason} for f in plan.unmatched],
     )
     results: dict[str, UnitReport] = {}
@@ -174,7 +207,7 @@ def ingest(
         if workers <= 1:
             for unit in plan.units:
                 results[unit.recording_id] = ingest_unit(
-                    unit, spec_obj, store_obj.location, source_root, config, overwrite
+                    unit, spec_obj, store_obj.location, source_root, config, overwrite, key_id
                 )
                 bar.update()
         else:
@@ -185,6 +218,7 @@ def ingest(
                 source_root,
                 config,
                 overwrite,
+                key_id,
                 workers,
                 results,
                 bar,
@@ -201,12 +235,12 @@ def ingest(
                 results.get(unit.recording_id)
                 or UnitReport(
                     recording_id=unit.recording_id,
-                    files=unit.relative(source_root),
+                    files=list(unit.display_files),
                     status="not_attempted",
                     reason=f"the run stopped before this recording: {report.stopped}",
                 )
             )
-        report.run_warnings = _unused_aliases(spec_obj, report)
+        report.run_warnings = _privacy_notes(spec_obj, plan.key) + _unused_aliases(spec_obj, report)
         report.finished_at = _now()
         report.store_content_hash = store_obj.content_hash()
         try:
@@ -227,7 +261,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 
 def _run_pool(
-    units, spec, store_location, source_root, config, overwrite, workers, results, bar
+    units, spec, store_location, source_root, config, overwrite, key_id, workers, results, bar
 ) -> None:
     """Run units in a process pool. On a store fault, start nothing new, let running units
     finish (their outcome is recorded), then raise the fault."""
@@ -235,7 +269,9 @@ def _run_pool(
     stop: StoreWriteFailed | None = None
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: dict[Future[UnitReport], IngestUnit] = {
-            pool.submit(ingest_unit, u, spec, store_location, source_root, config, overwrite): u
+            pool.submit(
+                ingest_unit, u, spec, store_location, source_root, config, overwrite, key_id
+            ): u
             for u in units
         }
         try:
@@ -262,6 +298,33 @@ def _run_pool(
                 future.cancel()
     if stop is not None:
         raise stop
+
+
+def _check_same_key(store: Store, spec: DatasetSpec, key: PseudonymKey | None) -> None:
+    """Pseudonyms from two keys in one dataset would split subjects: refuse before any work."""
+    key_id = key.key_id if key is not None else None
+    for info in store.recordings(spec.name):
+        stored = info.metadata.get("privacy", {}).get("key_id")
+        if stored != key_id:
+            raise SpecError(
+                f"dataset {spec.name!r} in {mask_credentials(store.location)} was ingested with "
+                f"pseudonym key id {stored!r}, this run has {key_id!r}; use the same key "
+                f"(${KEY_ENV} or ${KEY_FILE_ENV}) or another dataset name"
+            )
+
+
+def _privacy_notes(spec: DatasetSpec, key: PseudonymKey | None) -> list[str]:
+    if key is None:
+        return [
+            f"spec {spec.name}: recording and subject ids are stored as the source names them "
+            "(privacy.ids: source); make sure they identify no one"
+        ]
+    if key.created:
+        return [
+            f"created a new pseudonym key at {key.source}: keep it (and back it up) to get the "
+            "same pseudonyms in later ingests; it is never written to the store"
+        ]
+    return []
 
 
 def _unused_aliases(spec: DatasetSpec, report: IngestReport) -> list[str]:
