@@ -34,7 +34,6 @@ import pytest
 from scipy.signal import resample_poly
 
 from medscale.datasets import DatasetSpec, list_datasets, load_dataset_spec, parse_dataset_spec
-from medscale.errors import SpecError
 from medscale.ingest import IngestReport, ingest
 from medscale.ingest.convert import resample
 from medscale.io.stages import N1, N2, N3, REM, UNKNOWN, W
