@@ -97,3 +97,14 @@ def test_duplicate_recording_ids_are_reported_not_merged(tmp_path):
 def test_missing_source_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SpecError, match=r"source folder .*nope does not exist"):
         plan_ingest(load_dataset_spec("hmc"), tmp_path / "nope")
+
+
+def test_a_signal_file_linked_from_outside_the_root_is_reported_not_read(tmp_path):
+    root = tmp_path / "root"
+    outside = touch(tmp_path / "elsewhere" / "SC4001E0-PSG.edf")
+    touch(root / "SC4001EC-Hypnogram.edf")
+    (root / "SC4001E0-PSG.edf").symlink_to(outside)
+    plan = plan_ingest(load_dataset_spec("sleep-edf-sc"), root)
+    assert plan.units == []
+    reasons = {f.path: f.reason for f in plan.unmatched}
+    assert reasons["SC4001E0-PSG.edf"] == "a link that leaves the source folder"

@@ -63,6 +63,26 @@ def _cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_privacy_audit(args: argparse.Namespace) -> int:
+    from medscale.privacy.audit import audit_store, identifiers_from_sources
+    from medscale.store.store import Store
+
+    identifiers: list[str] = []
+    if args.source:
+        if not args.spec:
+            print("error: --source needs --spec (to find the files and read their headers)")
+            return 2
+        identifiers = identifiers_from_sources(args.spec, args.source)
+    findings = audit_store(Store(args.store, read_only=True), identifiers)
+    for finding in findings:
+        print(f"{finding.kind:<18} {finding.location}  {finding.excerpt}")
+    checked = (
+        f" against {len(identifiers)} identifiers from the source headers" if args.source else ""
+    )
+    print(f"{len(findings)} finding(s) in {args.store}{checked}")
+    return 1 if findings else 0
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from medscale.synth import synthesize_nights
 
@@ -126,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = store_sub.add_parser("info", help="datasets, recordings, hours, stages, size")
     info.add_argument("store")
     info.set_defaults(func=_cmd_store_info)
+
+    privacy = sub.add_parser("privacy", help="privacy checks")
+    privacy_sub = privacy.add_subparsers(dest="action", required=True)
+    audit = privacy_sub.add_parser("audit", help="scan a store for identifiers, dates, free text")
+    audit.add_argument("store")
+    audit.add_argument("--spec", help="the dataset spec, to read identifiers from --source")
+    audit.add_argument("--source", help="the source folder whose header identifiers to look for")
+    audit.set_defaults(func=_cmd_privacy_audit)
 
     synth = sub.add_parser("synth", help="write SYNTHETIC full-night PSG EDF files")
     synth.add_argument("out", help="output folder")

@@ -344,14 +344,15 @@ def _unused_aliases(spec: DatasetSpec, report: IngestReport) -> list[str]:
 
 
 def _write_report(store: Store, report: IngestReport) -> list[str]:
+    """Write the report into the store; return its paths as people see them (masked)."""
     stamp = report.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-    base = f"{store.reports_path()}/ingest-{report.dataset}-{stamp}"
+    names = [f"ingest-{report.dataset}-{stamp}.{ext}" for ext in ("json", "md")]
+    shown = [mask_credentials(f"{store.location.rstrip('/')}/reports/{n}") for n in names]
+    report.report_paths = shown
     store.fs.makedirs(store.reports_path(), exist_ok=True)
-    paths = [f"{base}.json", f"{base}.md"]
-    report.report_paths = paths
-    store.fs.pipe_file(paths[0], report.to_json().encode())
-    store.fs.pipe_file(paths[1], report.to_markdown().encode())
-    return paths
+    store.fs.pipe_file(f"{store.reports_path()}/{names[0]}", report.to_json().encode())
+    store.fs.pipe_file(f"{store.reports_path()}/{names[1]}", report.to_markdown().encode())
+    return shown
 
 
 def _now() -> str:
