@@ -1,10 +1,13 @@
 # Developer shortcuts. `make test` is the command the README and CI use.
 PYTHON ?= python3
+# The CPU wheel CI uses. On a GPU machine install your CUDA build of torch first and run
+# `make test TORCH=torch` (any installed version then satisfies it).
+TORCH ?= torch==2.13.0
 
 .PHONY: install test test-fast lint format bench demo
 
 install:
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[test]' '$(TORCH)'
 
 test: install
 	$(PYTHON) -m pytest
