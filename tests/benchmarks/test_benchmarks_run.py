@@ -18,7 +18,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
     [
         (
             "store_formats.py",
-            ["--hours", "0.2", "--windows", "3", "--repeats", "1"],
+            ["--hours", "0.6", "--windows", "3", "--repeats", "1"],
             "hdf5 chunked gzip-4",
         ),
         ("ingest_throughput.py", ["--nights", "2", "--hours", "0.2", "--repeats", "1"], "floor"),
