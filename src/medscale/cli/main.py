@@ -114,25 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medscale", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"medscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    real_add_parser = sub.add_parser
 
-    def add_parser(name: str, **kwargs):  # every command takes --debug and --quiet
-        return real_add_parser(name, parents=[common], **kwargs)
+    def command(group: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[common], **kwargs)  # all take --debug, --quiet
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
-
-    demo = sub.add_parser("demo", help="synthesise nights, ingest them with the bundled samples")
+    demo = command(sub, "demo", help="synthesise nights, ingest them with the bundled samples")
     demo.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     demo.add_argument("--nights", type=int, default=3, help="synthetic nights (default: 3)")
     demo.set_defaults(func=_cmd_demo)
 
-    datasets = sub.add_parser("datasets", help="shipped dataset specs")
+    datasets = command(sub, "datasets", help="shipped dataset specs")
     datasets_sub = datasets.add_subparsers(dest="action", required=True)
-    datasets_sub.add_parser("list", help="list the shipped dataset specs").set_defaults(
+    command(datasets_sub, "list", help="list the shipped dataset specs").set_defaults(
         func=_cmd_datasets_list
     )
 
-    ingest = sub.add_parser("ingest", help="ingest a dataset into a store")
+    ingest = command(sub, "ingest", help="ingest a dataset into a store")
     ingest.add_argument("spec", help="a shipped dataset name (see `datasets list`) or a .yaml spec")
     ingest.add_argument("--source", required=True, help="folder holding the dataset's files")
     ingest.add_argument("--store", required=True, help="store folder or fsspec URL")
@@ -141,21 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sfreq-hz", type=float, default=128.0, help="store rate (default: 128)")
     ingest.set_defaults(func=_cmd_ingest)
 
-    store = sub.add_parser("store", help="inspect a store")
+    store = command(sub, "store", help="inspect a store")
     store_sub = store.add_subparsers(dest="action", required=True)
-    info = store_sub.add_parser("info", help="datasets, recordings, hours, stages, size")
+    info = command(store_sub, "info", help="datasets, recordings, hours, stages, size")
     info.add_argument("store")
     info.set_defaults(func=_cmd_store_info)
 
-    privacy = sub.add_parser("privacy", help="privacy checks")
+    privacy = command(sub, "privacy", help="privacy checks")
     privacy_sub = privacy.add_subparsers(dest="action", required=True)
-    audit = privacy_sub.add_parser("audit", help="scan a store for identifiers, dates, free text")
+    audit = command(privacy_sub, "audit", help="scan a store for identifiers, dates, free text")
     audit.add_argument("store")
     audit.add_argument("--spec", help="the dataset spec, to read identifiers from --source")
     audit.add_argument("--source", help="the source folder whose header identifiers to look for")
     audit.set_defaults(func=_cmd_privacy_audit)
 
-    synth = sub.add_parser("synth", help="write SYNTHETIC full-night PSG EDF files")
+    synth = command(sub, "synth", help="write SYNTHETIC full-night PSG EDF files")
     synth.add_argument("out", help="output folder")
     synth.add_argument("--nights", type=int, default=1)
     synth.add_argument("--seed", type=int, default=0)
