@@ -39,4 +39,4 @@ def test_command_line_examples_run(tmp_path, monkeypatch):
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     monkeypatch.chdir(tmp_path)
     library_example = code_block_after("## The library", "python")
-    exec(compile(library_example, "README", "exec"), {"__name__": "readme"})  # noqa: S102
+    exec(compile(library_example, "README", "exec"), {"__name__": "readme"})

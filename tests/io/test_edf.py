@@ -22,6 +22,12 @@ RATES_HZ = {"EEG C3-A2": 256, "EOG E1": 256, "EMG chin": 128, "SaO2": 1}
 DURATION_S = 30
 
 
+def assert_same_values(signal, values) -> None:
+    """EDF samples come back as float32: equal to the written values up to float32 rounding,
+    far below the file's own step (``signal.resolution``)."""
+    np.testing.assert_allclose(signal.data, values, rtol=1e-6, atol=signal.resolution / 100)
+
+
 def write_small_edf(path: Path) -> list[np.ndarray]:
     """Four signals at three rates; returns each signal's physical values as written."""
     rng = np.random.default_rng(7)
@@ -85,8 +91,11 @@ def test_short_psg_values_match_edfio_and_units_are_normalised(shared_data: Path
     recording = read_edf(path, ["EEG Fpz-Cz", "Temp rectal"])
     assert recording.labels == ["EEG Fpz-Cz", "Temp rectal"]
     reference = edfio.read_edf(path)
+    eeg = recording.signal("EEG Fpz-Cz")
+    assert eeg.data.dtype == np.float32  # EDF is 16-bit: float32 holds it, at half the memory
+    # float32 rounding stays far below the file's own step (about 0.1 µV here).
     np.testing.assert_allclose(
-        recording.signal("EEG Fpz-Cz").data, reference.get_signal("EEG Fpz-Cz").data
+        eeg.data, reference.get_signal("EEG Fpz-Cz").data, rtol=1e-6, atol=eeg.resolution / 100
     )
     assert recording.signal("Temp rectal").unit == "degC"  # the file writes "DegC"
     assert "Startdate 24-APR-1989" in recording.identifiers["recording"]
@@ -107,7 +116,7 @@ def test_clean_file_reads_every_rate_without_warnings(small_edf) -> None:
     assert recording.warnings == []
     assert [s.sfreq_hz for s in recording.signals] == list(RATES_HZ.values())
     for signal, values in zip(recording.signals, expected, strict=True):
-        np.testing.assert_allclose(signal.data, values, atol=1e-9)
+        assert_same_values(signal, values)
     assert recording.signal("EMG chin").resolution == pytest.approx(200 / 4095)
     assert recording.signal("SaO2").unit == "%"
     assert PATIENT_NAME in recording.identifiers["patient"]
@@ -132,7 +141,7 @@ def test_each_quirk_gives_a_warning_and_the_right_values(small_edf, quirk: str) 
     assert not any(PATIENT_NAME in w for w in recording.warnings)
     assert len(recording.signals) == len(expected)
     for signal, values in zip(recording.signals, expected, strict=True):
-        np.testing.assert_allclose(signal.data, values, rtol=1e-12, atol=1e-9)
+        assert_same_values(signal, values)
         assert signal.unit == ("%" if signal.label == "SaO2" else "uV")
 
 
@@ -164,7 +173,7 @@ def test_header_claiming_more_records_than_the_file_holds_reads_whole_ones(small
     patch_field(path, header_field_slice("n_records"), b"99999999")
     recording = read_edf(path)
     assert any("declares 99999999 data records" in w for w in recording.warnings)
-    np.testing.assert_allclose(recording.signals[0].data, expected[0])
+    assert_same_values(recording.signals[0], expected[0])
 
 
 def test_unknown_quirk_lists_the_valid_names(small_edf) -> None:
@@ -316,7 +325,7 @@ def test_quirks_compose_on_one_file(small_edf, tmp_path: Path) -> None:
     recording = read_edf(copy)
     assert len(recording.warnings) >= len(QUIRKS)
     for signal, values in zip(recording.signals, expected, strict=True):
-        np.testing.assert_allclose(signal.data, values, rtol=1e-12, atol=1e-9)
+        assert_same_values(signal, values)
 
 
 def test_unit_case_divides_decimal_ranges_exactly(tmp_path: Path) -> None:
