@@ -260,6 +260,13 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _one_thread_per_worker() -> None:
+    """Each pool worker owns one core: codec threads would only fight the other workers."""
+    import numcodecs.blosc
+
+    numcodecs.blosc.use_threads = False
+
+
 def _run_pool(
     units, spec, store_location, source_root, config, overwrite, key_id, workers, results, bar
 ) -> None:
@@ -267,7 +274,9 @@ def _run_pool(
     finish (their outcome is recorded), then raise the fault."""
     context = _pool_context()
     stop: StoreWriteFailed | None = None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_one_thread_per_worker
+    ) as pool:
         pending: dict[Future[UnitReport], IngestUnit] = {
             pool.submit(
                 ingest_unit, u, spec, store_location, source_root, config, overwrite, key_id
