@@ -169,9 +169,34 @@ def main() -> None:
                 f"| {name} | {write_s:.2f} | {size / 1e6:.1f} | {size / source_bytes:.2f} | "
                 f"{files} | {latency * 1e3:.2f} | {latency / base[4]:.2f} |"
             )
+        print_codecs(codes)
         print_real_sample_size(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def print_codecs(codes: np.ndarray) -> None:
+    """Size and decode time of candidate codecs on the night's int16 codes (one chunk)."""
+    import numcodecs
+
+    chunk = np.ascontiguousarray(codes[0, :61440])
+    candidates = {
+        "zstd-3": numcodecs.Zstd(level=3),
+        "zstd-1": numcodecs.Zstd(level=1),
+        "blosc-lz4 bitshuffle (medscale)": numcodecs.Blosc("lz4", 5, numcodecs.Blosc.BITSHUFFLE),
+        "blosc-zstd-1 bitshuffle": numcodecs.Blosc("zstd", 1, numcodecs.Blosc.BITSHUFFLE),
+        "blosc-lz4 byte shuffle": numcodecs.Blosc("lz4", 5, numcodecs.Blosc.SHUFFLE),
+    }
+    print("| codec | size / raw int16 (whole night) | decode ms per 61,440-sample chunk |")
+    print("|---|---|---|")
+    for name, codec in candidates.items():
+        size = sum(len(codec.encode(np.ascontiguousarray(row))) for row in codes)
+        encoded = codec.encode(chunk)
+        t0 = time.perf_counter()
+        for _ in range(200):
+            codec.decode(encoded)
+        decode_ms = (time.perf_counter() - t0) / 200 * 1e3
+        print(f"| {name} | {size / codes.nbytes:.3f} | {decode_ms:.3f} |")
 
 
 def print_real_sample_size(work: Path) -> None:

@@ -36,8 +36,8 @@ from medscale.store.layout import (
     RecordingInfo,
 )
 
-# One inner chunk is 4 min at 128 Hz: a 35-epoch window touches about 5 chunks per channel.
-SIGNAL_CHUNK_SAMPLES = 30720
+# One inner chunk is 8 min at 128 Hz: a 35-epoch window touches 3 to 4 chunks per channel.
+SIGNAL_CHUNK_SAMPLES = 61440
 # Measured on EEG-like int16 (docs/design/store.md): smaller than zstd-3 and ~4x faster to decode.
 _SIGNAL_CODECS = (BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),)
 
