@@ -8,7 +8,7 @@ import time
 import tracemalloc
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from medscale.ingest import ingest
@@ -47,6 +47,10 @@ mutation = st.one_of(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(target=st.sampled_from(["-PSG.edf", "-Hypnogram.edf"]), change=mutation)
+# Record durations that once made ingest overflow or allocate 30 GiB to resample.
+@example(target="-PSG.edf", change=("field", 244, b"1e308   "))
+@example(target="-PSG.edf", change=("field", 244, b"99999999"))
+@example(target="-PSG.edf", change=("field", 244, b"0.000001"))
 def test_hostile_headers_fail_cleanly_and_leak_nothing(
     hospital_spec, clean_source, tmp_path_factory, target, change
 ):

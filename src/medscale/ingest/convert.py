@@ -181,6 +181,26 @@ def _map_channels(
     return out, missing
 
 
+# Bounds well outside any physiological recording: a header outside them is corrupt, and
+# resampling from it would allocate without limit.
+SOURCE_RATE_HZ = (0.01, 100_000.0)
+MAX_DURATION_S = 31 * 86_400.0
+
+
+def _check_plausible(unit: IngestUnit, name: str, sig: Signal) -> None:
+    low, high = SOURCE_RATE_HZ
+    if not low <= sig.sfreq_hz <= high:
+        raise ChannelError(
+            f"{unit.signal_path}: channel {name} has a sampling rate of {sig.sfreq_hz:g} Hz; "
+            f"expected {low:g} to {high:g} Hz (is the header's record duration corrupt?)"
+        )
+    if not sig.duration_s <= MAX_DURATION_S:
+        raise ChannelError(
+            f"{unit.signal_path}: channel {name} lasts {sig.duration_s:g} s; expected at most "
+            f"{MAX_DURATION_S:g} s (31 days)"
+        )
+
+
 def _align(
     spec: DatasetSpec, hypnogram: Hypnogram, signal_duration_s: float
 ) -> tuple[int, int, Trim]:
@@ -287,6 +307,7 @@ def convert_unit(
         looked = spec.aliases(name, groups) or [spec.derivations.get(name, "")]
         warnings.append(f"channel {name} not found (looked for {looked})")
     for name, sig, _ in mapped:
+        _check_plausible(unit, name, sig)
         if sig.sfreq_hz < sfreq_hz / 2:
             warnings.append(
                 f"{name}: source rate {sig.sfreq_hz:g} Hz is under half the store rate "
