@@ -60,6 +60,7 @@ def test_kill_then_rerun_does_only_the_rest_and_equals_a_clean_run(
     nights, clean_hash, tmp_path, workers
 ):
     store = tmp_path / "s"
+    pools_before = pool_processes()
     proc = start_ingest(nights, store, "--workers", workers)
     deadline = time.monotonic() + 120
     while not committed(store) and time.monotonic() < deadline and proc.poll() is None:
@@ -68,8 +69,11 @@ def test_kill_then_rerun_does_only_the_rest_and_equals_a_clean_run(
     proc.wait()
     done_before = committed(store)
     assert 1 <= len(done_before) < 6, "the kill came too late to test resuming"
-    if workers == "2":  # orphaned pool workers may still commit after the driver died
-        time.sleep(3)
+    if workers == "2":  # pool workers may finish a commit before they notice and exit
+        deadline = time.monotonic() + 10
+        while pool_processes() - pools_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pool_processes() - pools_before, "pool workers outlived their driver"
         done_before = committed(store)
     # Whatever is committed is readable and whole.
     for info in Store(store).recordings():
@@ -79,6 +83,18 @@ def test_kill_then_rerun_does_only_the_rest_and_equals_a_clean_run(
     assert skipped == done_before
     assert report.count("ingested") == 6 - len(done_before)
     assert Store(store).content_hash() == clean_hash
+
+
+def pool_processes() -> set[int]:
+    """Pids of multiprocessing forkserver processes (the server and the pool workers)."""
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"multiprocessing.forkserver" in cmdline.read_bytes():
+                pids.add(int(cmdline.parent.name))
+        except OSError:  # the process ended while we looked
+            pass
+    return pids
 
 
 def test_kills_at_random_moments_never_corrupt_the_store(nights, clean_hash, tmp_path):

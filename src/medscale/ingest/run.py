@@ -10,6 +10,8 @@ import datetime as dt
 import errno
 import hashlib
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -260,11 +262,23 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _one_thread_per_worker() -> None:
-    """Each pool worker owns one core: codec threads would only fight the other workers."""
+def _init_worker(driver_pid: int) -> None:
+    """Each pool worker owns one core: codec threads would only fight the other workers.
+    A worker whose driver was killed exits instead of living on as an orphan; a recording
+    it leaves half-written has no commit record, so the next run redoes it."""
     import numcodecs.blosc
 
     numcodecs.blosc.use_threads = False
+
+    def exit_when_orphaned() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True, name="orphan-watch").start()
 
 
 def _run_pool(
@@ -275,7 +289,10 @@ def _run_pool(
     context = _pool_context()
     stop: StoreWriteFailed | None = None
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_one_thread_per_worker
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     ) as pool:
         pending: dict[Future[UnitReport], IngestUnit] = {
             pool.submit(
