@@ -40,3 +40,11 @@ class StoreError(MedscaleError, OSError):
 
 class StoreVersionError(StoreError):
     """The store's layout version is not one this medscale can read."""
+
+
+class UnsupportedLayoutError(StoreError):
+    """An array's zarr.json describes a layout the fast shard reader does not handle."""
+
+
+class SplitMismatchError(MedscaleError, ValueError):
+    """A split file does not belong to this store (content hash) or is of an unknown format."""

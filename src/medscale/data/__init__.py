@@ -1,0 +1,70 @@
+"""Serving: window index, deterministic samplers, processing, splits and torch loaders.
+
+``import medscale.data`` does not import torch; the torch classes (`TrainWindows`,
+`RankSampler`, `EvalNights`, `create_train_loader`) load it on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medscale.data.config import (
+    AugmentConfig,
+    ChannelGroup,
+    DataConfig,
+    ProcessingConfig,
+    SamplingConfig,
+    SpectrogramConfig,
+)
+from medscale.data.evaluation import NightChunk, channel_combinations, iter_eval_nights
+from medscale.data.index import SUPPORTED_LAYOUT_VERSIONS, WindowIndex
+from medscale.data.processing import WindowProcessor
+from medscale.data.reader import SignalReader
+from medscale.data.sampling import WindowDraw, draw_window, sample_stream
+from medscale.data.splits import (
+    Split,
+    SplitMismatchError,
+    load_split,
+    make_kfold_splits,
+    make_split,
+    write_split,
+)
+
+_TORCH_NAMES = ("EvalNights", "RankSampler", "TrainWindows", "create_train_loader")
+
+__all__ = [
+    "SUPPORTED_LAYOUT_VERSIONS",
+    "AugmentConfig",
+    "ChannelGroup",
+    "DataConfig",
+    "EvalNights",
+    "NightChunk",
+    "ProcessingConfig",
+    "RankSampler",
+    "SamplingConfig",
+    "SignalReader",
+    "SpectrogramConfig",
+    "Split",
+    "SplitMismatchError",
+    "TrainWindows",
+    "WindowDraw",
+    "WindowIndex",
+    "WindowProcessor",
+    "channel_combinations",
+    "create_train_loader",
+    "draw_window",
+    "iter_eval_nights",
+    "load_split",
+    "make_kfold_splits",
+    "make_split",
+    "sample_stream",
+    "write_split",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        from medscale.data import torch_data  # torch is imported only here
+
+        return getattr(torch_data, name)
+    raise AttributeError(f"module 'medscale.data' has no attribute {name!r}")

@@ -1,0 +1,242 @@
+"""PyTorch data sets and the rank sampler.
+
+Training uses a *map-style* `TrainWindows` and a `RankSampler` that yields ``(epoch, i)``
+keys. A map-style set is the one kind whose output order a DataLoader keeps whatever its
+worker count: the loader hands batches of keys to workers round-robin and returns them in
+sampler order. Since sample ``i`` is a pure function of (seed, epoch, i), the sequence each
+rank sees is fixed by (seed, epoch, rank, world size) alone. The epoch travels inside the
+key, so persistent workers need no ``set_epoch`` call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
+
+from medscale.data.config import DataConfig
+from medscale.data.evaluation import eval_recordings, iter_eval_nights
+from medscale.data.index import WindowIndex
+from medscale.data.processing import WindowProcessor
+from medscale.data.reader import SignalReader
+from medscale.data.sampling import draw_window
+from medscale.errors import SpecError
+from medscale.store.store import Store
+
+
+def _index_for(
+    store: Store | str, config: DataConfig, recordings: Iterable[str] | None
+) -> WindowIndex:
+    return WindowIndex.from_store(store, config.sampling, recordings)
+
+
+class TrainWindows(Dataset):
+    """Random training windows, U-Sleep style (see `medscale.data.sampling`).
+
+    ``dataset[i]`` or ``dataset[(epoch, i)]`` returns a dict: ``x`` float32 (channels,
+    samples) (or (channels, epochs, freqs, frames) with a spectrogram), ``y`` int64
+    (window_epochs,) with UNKNOWN = -1, and ``recording``, ``start_epoch``, ``epoch``,
+    ``sample`` as int64 scalars. Reading opens files lazily in each worker and keeps them open.
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        config: DataConfig | None = None,
+        *,
+        recordings: Iterable[str] | None = None,
+        index: WindowIndex | None = None,
+        augment: bool = True,
+    ) -> None:
+        self.config = config or DataConfig()
+        store_obj = store if isinstance(store, Store) else Store(store, read_only=True)
+        self.index = index or _index_for(store_obj, self.config, recordings)
+        self.reader = SignalReader(
+            store_obj.location,
+            self.index,
+            max_open=self.config.max_open_recordings,
+            cache_bytes=self.config.cache_bytes,
+        )
+        self.processor = WindowProcessor(self.index, self.config.processing)
+        self.augment = augment
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.config.sampling.samples_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch used for plain integer keys."""
+        self.epoch = int(epoch)
+
+    def load(self, epoch: int, sample: int) -> dict[str, Any]:
+        """Sample ``sample`` of ``epoch`` as numpy arrays."""
+        draw, rng = draw_window(self.index, self.config.seed, epoch, sample)
+        L = self.config.sampling.window_epochs
+        spe = self.index.samples_per_epoch
+        start, stop = draw.start_epoch * spe, (draw.start_epoch + L) * spe
+        valid = [r for r in draw.rows if r >= 0]
+        codes = self.reader.read(draw.recording, valid, start, stop)
+        if len(valid) != len(draw.rows):
+            full = np.zeros((len(draw.rows), stop - start), dtype=codes.dtype)
+            full[[k for k, r in enumerate(draw.rows) if r >= 0]] = codes
+            codes = full
+        x = self.processor.scale(codes, draw.recording, draw.rows)
+        if self.augment:
+            x = self.processor.augment(x, rng)
+        if self.config.processing.spectrogram is not None:
+            x = self.processor.spectrogram(x, L)
+        hyp = self.index.hypnogram(draw.recording)
+        return {
+            "x": x,
+            "y": hyp[draw.start_epoch : draw.start_epoch + L].astype(np.int64),
+            "recording": draw.recording,
+            "start_epoch": draw.start_epoch,
+            "epoch": epoch,
+            "sample": sample,
+        }
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, sample = (self.epoch, key) if isinstance(key, int | np.integer) else key
+        if not 0 <= sample < len(self):
+            raise IndexError(f"sample {sample} is outside 0..{len(self) - 1}")
+        out = self.load(int(epoch), int(sample))
+        out["x"] = torch.from_numpy(out["x"])
+        out["y"] = torch.from_numpy(out["y"])
+        for name in ("recording", "start_epoch", "epoch", "sample"):
+            out[name] = torch.tensor(out[name], dtype=torch.int64)
+        return out
+
+
+class RankSampler(Sampler):
+    """This rank's keys ``(epoch, i)`` for ``i = rank, rank + world_size, ...`` below
+    ``n_samples``, starting after the first ``start`` of them.
+
+    Ranks take disjoint, strided slices: together they cover every sample once, and the
+    first ``k`` steps of all ranks are exactly the global samples ``0 .. k*world_size - 1``.
+    Resuming a rank that consumed ``k`` samples is ``set_start(k)``.
+    """
+
+    def __init__(
+        self,
+        n_samples: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch: int = 0,
+        start: int = 0,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise SpecError(f"rank {rank} is outside 0..{world_size - 1} (world_size)")
+        if n_samples < 0 or start < 0:
+            raise SpecError(f"n_samples ({n_samples}) and start ({start}) must be >= 0")
+        self.n_samples, self.rank, self.world_size = n_samples, rank, world_size
+        self.epoch, self.start = epoch, start
+
+    def set_epoch(self, epoch: int) -> None:
+        """Next epoch's keys; also resets ``start`` to 0."""
+        self.epoch, self.start = int(epoch), 0
+
+    def set_start(self, start: int) -> None:
+        self.start = int(start)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        first = self.rank + self.start * self.world_size
+        for i in range(first, self.n_samples, self.world_size):
+            yield (self.epoch, i)
+
+    def __len__(self) -> int:
+        total = len(range(self.rank, self.n_samples, self.world_size))
+        return max(0, total - self.start)
+
+
+class EvalNights(IterableDataset):
+    """Whole nights for evaluation, each channel combination, in chunks of
+    ``config.eval_chunk_epochs`` epochs (see `medscale.data.evaluation.NightChunk`).
+
+    Nights are split over ranks and DataLoader workers (night ``k`` goes to the reader
+    ``k mod (world_size × workers)``); each night is read by one worker, whole, in order.
+    Use ``batch_size=None`` in the DataLoader: chunks differ in length at the end of a night.
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        config: DataConfig | None = None,
+        *,
+        recordings: Iterable[str] | None = None,
+        index: WindowIndex | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.config = config or DataConfig()
+        store_obj = store if isinstance(store, Store) else Store(store, read_only=True)
+        sampling = self.config.sampling
+        if index is None:
+            # Evaluation covers short nights too: they are read whole, never windowed.
+            sampling = sampling.model_copy(update={"short_recordings": "skip"})
+            index = WindowIndex.from_store(store_obj, sampling, recordings)
+        self.index = index
+        self.reader = SignalReader(
+            store_obj.location, self.index, max_open=self.config.max_open_recordings
+        )
+        self.processor = WindowProcessor(self.index, self.config.processing)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise SpecError(f"rank {rank} is outside 0..{world_size - 1} (world_size)")
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        readers = self.world_size * workers
+        mine = eval_recordings(self.index)[self.rank * workers + worker :: readers]
+        chunk_epochs = self.config.eval_chunk_epochs
+        for chunk in iter_eval_nights(self.index, self.reader, self.processor, chunk_epochs, mine):
+            yield {
+                "x": torch.from_numpy(chunk.x),
+                "y": torch.from_numpy(chunk.y.astype(np.int64)),
+                "recording": chunk.recording,
+                "combination": chunk.combination,
+                "channels": chunk.channels,
+                "start_epoch": chunk.start_epoch,
+            }
+
+
+def create_train_loader(
+    store: Store | str,
+    config: DataConfig | None = None,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    epoch: int = 0,
+    start: int = 0,
+    recordings: Iterable[str] | None = None,
+    **loader_options: Any,
+) -> DataLoader:
+    """A DataLoader over `TrainWindows` with a `RankSampler` (``loader.sampler``).
+
+    Call ``loader.sampler.set_epoch(e)`` each epoch. The batches are the same for any
+    ``num_workers``; ``start`` resumes after this rank's first ``start`` samples.
+    """
+    dataset = TrainWindows(store, config, recordings=recordings)
+    sampler = RankSampler(len(dataset), rank=rank, world_size=world_size, epoch=epoch, start=start)
+    if num_workers > 0:
+        loader_options.setdefault("persistent_workers", True)
+        loader_options.setdefault("multiprocessing_context", _fork_context())
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        **loader_options,
+    )
+
+
+def _fork_context() -> str | None:
+    # Fork shares the index's pages with workers; macOS and Windows lack a safe fork.
+    return "fork" if os.name == "posix" and os.uname().sysname == "Linux" else None
