@@ -128,6 +128,38 @@ def code_quantiles(codes: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarra
     return np.searchsorted(cumulative, ranks).astype(np.float64) - 32768
 
 
+def encode_channel(
+    name: str,
+    sig: Signal,
+    source_label: str,
+    sfreq_hz: float,
+    start_sample: int,
+    *,
+    out: np.ndarray,
+) -> tuple[ChannelInfo, str | None]:
+    """Resample ``sig`` to ``sfreq_hz``, cut ``len(out)`` samples from ``start_sample``, and
+    write its int16 codes into ``out``. Returns the channel's description and statistics,
+    and a quantisation warning or None. Ingest and prediction share it, so a model sees a
+    recording it predicts on exactly as it saw its training data."""
+    n_samples = len(out)
+    data = resample(sig.data, sig.sfreq_hz, sfreq_hz)[start_sample : start_sample + n_samples]
+    if len(data) < n_samples:  # resampling rounding can leave a sample short
+        data = np.pad(data, (0, n_samples - len(data)), mode="edge")
+    out[:], step, warning = quantise(data, sig.resolution)
+    q25, median, q75 = code_quantiles(out, (0.25, 0.5, 0.75)) * step
+    info = ChannelInfo(
+        name=name,
+        type=channel_type(name),
+        source=source_label,
+        source_sfreq_hz=float(sig.sfreq_hz),
+        unit=sig.unit,
+        scale=float(step),
+        median=float(median),
+        iqr=float(q75 - q25),
+    )
+    return info, warning
+
+
 def _find_label(recording: Recording, aliases: list[str]) -> str | None:
     by_lower = {label.strip().lower(): label for label in recording.labels}
     for alias in aliases:
@@ -321,25 +353,12 @@ def convert_unit(
     codes = np.empty((len(mapped), n_samples), dtype=np.int16)
     channels: list[ChannelInfo] = []
     for row, (name, sig, source_label) in enumerate(mapped):
-        data = resample(sig.data, sig.sfreq_hz, sfreq_hz)[start_sample : start_sample + n_samples]
-        if len(data) < n_samples:  # resampling rounding can leave a sample short
-            data = np.pad(data, (0, n_samples - len(data)), mode="edge")
-        codes[row], step, warning = quantise(data, sig.resolution)
+        info, warning = encode_channel(
+            name, sig, source_label, sfreq_hz, start_sample, out=codes[row]
+        )
+        channels.append(info)
         if warning:
             warnings.append(f"{name}: {warning}")
-        q25, median, q75 = code_quantiles(codes[row], (0.25, 0.5, 0.75)) * step
-        channels.append(
-            ChannelInfo(
-                name=name,
-                type=channel_type(name),
-                source=source_label,
-                source_sfreq_hz=float(sig.sfreq_hz),
-                unit=sig.unit,
-                scale=float(step),
-                median=float(median),
-                iqr=float(q75 - q25),
-            )
-        )
     stages = hypnogram.stages[first:stop]
     source_files = provenance["source_files"]
     if unit.redact:  # file names can hold identifiers; hashes and sizes identify the file
