@@ -86,7 +86,10 @@ class WindowIndex:
         infos: Sequence[RecordingInfo],
         hypnograms: Iterable[np.ndarray],
         sampling: SamplingConfig,
+        *,
+        for_training: bool = True,
     ) -> None:
+        self.for_training = for_training
         hyp_list = list(hypnograms)
         if len(hyp_list) != len(infos):
             raise SpecError(f"got {len(hyp_list)} hypnograms for {len(infos)} recordings")
@@ -186,7 +189,7 @@ class WindowIndex:
             )
         keep_missing = self.sampling.missing_group == "zeros"
         self.eligible = long_enough & scored & (has_groups | keep_missing)
-        if not self.eligible.any():
+        if not self.eligible.any() and self.for_training:
             raise SpecError(
                 f"no recording can be sampled: of {len(infos)}, {int((~long_enough).sum())} are "
                 f"shorter than {L} epochs, {int((~scored).sum())} have no scored epoch and "
@@ -204,8 +207,9 @@ class WindowIndex:
         self.dataset_row_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         self.dataset_row_offsets[1:] = np.cumsum(counts)
         present = counts > 0
-        share = counts / counts.sum()
-        uniform = present / present.sum()
+        # An evaluation-only index may have nothing to sample: then every probability is 0.
+        share = counts / max(1, counts.sum())
+        uniform = present / max(1, present.sum())
         alpha = self.sampling.alpha
         self.dataset_probability = alpha * share + (1 - alpha) * uniform
         self.dataset_cumulative = np.cumsum(self.dataset_probability)
@@ -219,8 +223,14 @@ class WindowIndex:
         store: Store | str,
         sampling: SamplingConfig | None = None,
         recordings: Iterable[str] | None = None,
+        *,
+        for_training: bool = True,
     ) -> WindowIndex:
-        """Index the committed recordings of ``store`` (all, or the ``dataset/id`` keys given)."""
+        """Index the committed recordings of ``store`` (all, or the ``dataset/id`` keys given).
+
+        ``for_training=False`` indexes nights only to read them whole (evaluation,
+        prediction): unscored nights are then fine, and nothing needs to be drawable.
+        """
         store = store if isinstance(store, Store) else Store(store, read_only=True)
         check_layout(store)
         infos = store.recordings()
@@ -236,7 +246,7 @@ class WindowIndex:
             infos = [i for i in infos if i.key in wanted]
         infos = sorted(infos, key=lambda i: (i.dataset, i.recording_id))
         hyps = [read_hypnogram(store, i) for i in infos]
-        index = cls(infos, hyps, sampling or SamplingConfig())
+        index = cls(infos, hyps, sampling or SamplingConfig(), for_training=for_training)
         index.store_location = store.location
         return index
 

@@ -178,7 +178,7 @@ class EvalNights(IterableDataset):
         if index is None:
             # Evaluation covers short nights too: they are read whole, never windowed.
             sampling = sampling.model_copy(update={"short_recordings": "skip"})
-            index = WindowIndex.from_store(store_obj, sampling, recordings)
+            index = WindowIndex.from_store(store_obj, sampling, recordings, for_training=False)
         self.index = index
         self.reader = SignalReader(
             store_obj.location, self.index, max_open=self.config.max_open_recordings

@@ -1,0 +1,64 @@
+"""Prediction input: channels picked through the alias tables, the night written through the
+funnel's own conversion."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medscale.data import DataConfig, EvalNights
+from medscale.data.config import ChannelGroup, SamplingConfig
+from medscale.errors import ChannelError
+from medscale.predict.channels import canonical_name, parse_channel_overrides, select_channels
+from medscale.predict.night import prepare_night
+
+GROUPS = SamplingConfig().channel_groups  # eeg (EEG types), eog (EOG types)
+SAMPLE = Path(str(resources.files("medscale.datasets") / "samples" / "sleep-edf-sc"))
+
+
+def test_labels_of_shipped_datasets_map_to_their_canonical_names():
+    assert canonical_name("EEG Fpz-Cz") == "EEG Fpz-Cz"
+    assert canonical_name("EOG E1-M2") == "EOG E1-M2"  # an unlisted label of a known type
+    assert canonical_name("EEG C3-A2") == "EEG C3-M2"  # an alias from the NSRR tables
+    assert canonical_name("Marker") is None
+
+
+def test_every_candidate_of_each_group_is_kept_for_the_soft_vote():
+    chosen = select_channels(["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "Resp"], GROUPS)
+    assert [name for name, _ in chosen["eeg"]] == ["EEG Fpz-Cz", "EEG Pz-Oz"]
+    assert [name for name, _ in chosen["eog"]] == ["EOG horizontal"]
+
+
+def test_a_missing_group_names_what_was_found_and_the_override():
+    with pytest.raises(ChannelError) as err:
+        select_channels(["EEG Fpz-Cz", "Resp"], GROUPS, source="night.edf")
+    message = str(err.value)
+    assert "night.edf" in message and "'eog'" in message and "Resp" in message
+    assert "--channels eog=LABEL" in message
+
+
+def test_overrides_pick_unlabelled_channels_by_group():
+    overrides = parse_channel_overrides(["eeg=Fz", "eog=LOC"])
+    chosen = select_channels(["Fz", "LOC", "chin"], GROUPS, overrides)
+    # Fz is in no alias table: typed by its group; LOC is a known alias of EOG left.
+    assert chosen == {"eeg": [("EEG Fz", "Fz")], "eog": [("EOG left", "LOC")]}
+    with pytest.raises(ChannelError, match="no such signal"):
+        select_channels(["C3"], GROUPS, {"eeg": ["C4"], "eog": ["C3"]})
+    with pytest.raises(ChannelError, match="GROUP=LABEL"):
+        parse_channel_overrides(["C3"])
+    with pytest.raises(ChannelError, match="groups are"):
+        select_channels(["C3"], (ChannelGroup(name="eeg", types=("EEG",)),), {"emg": ["C3"]})
+
+
+def test_prepared_night_reads_back_through_the_evaluation_iterator(tmp_path):
+    psg = sorted(SAMPLE.glob("*-PSG.edf"))[0]
+    night = prepare_night(psg, GROUPS, tmp_path / "scratch")
+    chunks = list(EvalNights(night.store, DataConfig(), recordings=[night.key]))
+    assert len(chunks) == 2  # 2 EEG x 1 EOG combinations, one chunk each
+    for chunk in chunks:
+        assert chunk["x"].shape == (2, night.n_epochs * 30 * 128)
+        assert (chunk["y"] == -1).all()  # nothing is scored on a night to predict
+        assert np.isfinite(chunk["x"].numpy()).all() and chunk["x"].abs().max() > 0
