@@ -1,0 +1,1 @@
+"""Established classifiers run on the same recordings as medscale's models, for comparison."""
