@@ -24,6 +24,7 @@ is dropped from the label.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,17 @@ import edfio
 from medscale.errors import AnnotationReadError
 from medscale.io.epoch_tables import StageRun, check_epoch_length, expand_stage_runs
 from medscale.io.recording import Event, RawHypnogram
+from medscale.io.stages import N1, N2, N3, REM, UNKNOWN, W
+
+# How medscale writes stages into EDF+ annotations (Sleep-EDF's spelling, AASM's R for REM).
+EDF_STAGE_LABELS: dict[int, str] = {
+    W: "Sleep stage W",
+    N1: "Sleep stage N1",
+    N2: "Sleep stage N2",
+    N3: "Sleep stage N3",
+    REM: "Sleep stage R",
+    UNKNOWN: "Sleep stage ?",
+}
 
 EDF_MAGIC = b"0       "
 BDF_MAGIC = b"\xffBIOSEMI"
@@ -157,3 +169,25 @@ def read_edf_annotations(
         events=events,
         warnings=notes + run_notes,
     )
+
+
+def write_edf_atomic(edf: edfio.Edf, path: Path) -> None:
+    """Write ``edf`` to ``path`` through a temporary file and a rename: never half a file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as f:
+            edf.write(f)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_hypnogram_edf(
+    path: Path, stages: Sequence[int], epoch_length_s: float = 30.0, **headers: object
+) -> None:
+    """An EDF+ annotation-only file with one annotation per epoch (HMC/Sleep-EDF style)."""
+    annotations = [
+        edfio.EdfAnnotation(k * epoch_length_s, epoch_length_s, EDF_STAGE_LABELS[int(stage)])
+        for k, stage in enumerate(stages)
+    ]
+    write_edf_atomic(edfio.Edf([], annotations=annotations, **headers), path)

@@ -27,7 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from medscale.errors import SpecError
-from medscale.io.stages import N1, N2, N3, REM, STAGE_NAMES, W
+from medscale.io.edf_annotations import write_edf_atomic, write_hypnogram_edf
+from medscale.io.stages import STAGE_NAMES
 from medscale.synth.hypnogram_model import MODEL_FILE, load_transition_model, sample_hypnogram
 from medscale.synth.signals import channel_specs, synthesize_psg
 
@@ -35,13 +36,6 @@ EPOCH_LENGTH_S = 30.0
 DATA_RECORD_S = 1
 MANIFEST_NAME = "SYNTHETIC.json"
 GENERATOR = "medscale-synth"
-STAGE_ANNOTATIONS: dict[int, str] = {
-    W: "Sleep stage W",
-    N1: "Sleep stage N1",
-    N2: "Sleep stage N2",
-    N3: "Sleep stage N3",
-    REM: "Sleep stage R",
-}
 _FIRST_DATE = dt.date(2000, 1, 1)
 _DATE_SPAN_DAYS = 20 * 365
 
@@ -88,16 +82,6 @@ def _headers(subject: str, seed: int, start: dt.datetime) -> dict:
     }
 
 
-def _write_atomic(edf: edfio.Edf, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            edf.write(f)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _write_psg(
     path: Path, stages: np.ndarray, sfreq_hz: int, rng: np.random.Generator, headers: dict
 ) -> None:
@@ -119,15 +103,7 @@ def _write_psg(
         signal.data = np.empty(0)  # the EdfSignal holds the quantised copy now
     # An (empty) annotation list makes edfio write EDF+C with a timekeeping signal.
     edf = edfio.Edf(edf_signals, data_record_duration=DATA_RECORD_S, annotations=[], **headers)
-    _write_atomic(edf, path)
-
-
-def _write_hypnogram(path: Path, stages: np.ndarray, headers: dict) -> None:
-    annotations = [
-        edfio.EdfAnnotation(k * EPOCH_LENGTH_S, EPOCH_LENGTH_S, STAGE_ANNOTATIONS[int(stage)])
-        for k, stage in enumerate(stages)
-    ]
-    _write_atomic(edfio.Edf([], annotations=annotations, **headers), path)
+    write_edf_atomic(edf, path)
 
 
 def _quirk_injector(quirks: Sequence[str]) -> Callable[[Path, str], str] | None:
@@ -221,7 +197,7 @@ def synthesize_nights(
         signal_path = out_dir / f"{subject}-PSG.edf"
         hypnogram_path = out_dir / f"{subject}-Hypnogram.edf"
         _write_psg(signal_path, stages, sfreq_hz, signal_rng, headers)
-        _write_hypnogram(hypnogram_path, stages, headers)
+        write_hypnogram_edf(hypnogram_path, stages, EPOCH_LENGTH_S, **headers)
         quirk = quirks[index % len(quirks)] if quirks else None
         description = inject_quirk(signal_path, quirk) if inject_quirk and quirk else None
         written.append(SynthNight(signal_path, hypnogram_path, subject, n_epochs, quirk))
