@@ -62,3 +62,23 @@ def test_prepared_night_reads_back_through_the_evaluation_iterator(tmp_path):
         assert chunk["x"].shape == (2, night.n_epochs * 30 * 128)
         assert (chunk["y"] == -1).all()  # nothing is scored on a night to predict
         assert np.isfinite(chunk["x"].numpy()).all() and chunk["x"].abs().max() > 0
+
+
+def test_prediction_files_are_written_and_read_back(tmp_path):
+    from medscale.io.hypnograms import read_hypnogram, to_aasm
+    from medscale.io.stages import load_label_map
+    from medscale.predict.outputs import write_prediction
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(5), size=40).astype(np.float32)
+    files = write_prediction(tmp_path, probabilities, start_time_of_day="23:59:30")
+    stages = probabilities.argmax(axis=1)
+    rows = files.csv.read_text().splitlines()
+    assert rows[0].startswith("epoch,onset_s,clock_time,stage,p_W")
+    assert rows[1].split(",")[2] == "23:59:30" and rows[2].split(",")[2] == "00:00:00"
+    assert len(rows) == 41
+    np.testing.assert_array_equal(np.load(files.hypnodensity), probabilities)
+    raw = read_hypnogram(files.edf, "edf_annotations")
+    hypnogram = to_aasm(raw, load_label_map("aasm_sleep_stage"), 30.0)
+    np.testing.assert_array_equal(hypnogram.stages, stages)
+    assert files.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
