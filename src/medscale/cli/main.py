@@ -107,6 +107,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from medscale.train import TrainConfig, train
+
+    config = TrainConfig.load(args.config)
+    result = train(config, args.store, Path(args.out), resume=args.resume, progress=not args.quiet)
+    best = (
+        f"; best {config.early_stopping.metric} {result.best_metric:.4f} at step {result.best_step}"
+        if result.best_metric is not None
+        else ""
+    )
+    print(f"{result.stopped} at step {result.step} ({result.steps_per_second:.2f} steps/s){best}")
+    print(f"run: {result.run_dir}")
+    if not result.finished:
+        print(f"stopped by {result.stopped}; checkpoint saved: continue with --resume")
+        return 3
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from medscale.train import rerun
+
+    result = rerun(
+        Path(args.run_dir),
+        out_dir=Path(args.out) if args.out else None,
+        store=args.store,
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 0 if result.matched else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -161,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--quirk", action="append", help="inject a real-world file quirk (repeatable)"
     )
     synth.set_defaults(func=_cmd_synth)
+
+    train = command(sub, "train", help="train a model on a store (exit 3: stopped by SIGTERM)")
+    train.add_argument("config", help="a training config .yaml, or a bundled config name")
+    train.add_argument("--store", required=True, help="store folder or fsspec URL")
+    train.add_argument("--out", required=True, help="run folder (manifest, metrics, checkpoints)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.set_defaults(func=_cmd_train)
+
+    rerun = command(sub, "rerun", help="repeat a finished run and compare weights and metrics")
+    rerun.add_argument("run_dir", help="the run folder to repeat")
+    rerun.add_argument("--out", help="folder for the repeat (default: RUN_DIR-rerun)")
+    rerun.add_argument("--store", help="the store, if it moved (its content must be the same)")
+    rerun.set_defaults(func=_cmd_rerun)
     return parser
 
 

@@ -1,5 +1,43 @@
-"""Training: checkpoints today; the loop, distributed setup and metric logging come next."""
+"""Training: the config, the loop, checkpoints, run manifests and reruns.
 
-from medscale.train.checkpoint import UnsafeCheckpointError, load_checkpoint, save_checkpoint
+``import medscale.train`` does not import torch; `train` and `rerun` import it when called.
+"""
 
-__all__ = ["UnsafeCheckpointError", "load_checkpoint", "save_checkpoint"]
+from __future__ import annotations
+
+from medscale.train.checkpoint import (
+    CheckpointMismatchError,
+    UnsafeCheckpointError,
+    check_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from medscale.train.config import (
+    EarlyStoppingConfig,
+    OptimizerConfig,
+    ScheduleConfig,
+    SplitConfig,
+    TrainConfig,
+    bundled_configs,
+)
+from medscale.train.reproduce import RerunError, RerunResult, rerun
+from medscale.train.trainer import TrainResult, train
+
+__all__ = [
+    "CheckpointMismatchError",
+    "EarlyStoppingConfig",
+    "OptimizerConfig",
+    "RerunError",
+    "RerunResult",
+    "ScheduleConfig",
+    "SplitConfig",
+    "TrainConfig",
+    "TrainResult",
+    "UnsafeCheckpointError",
+    "bundled_configs",
+    "check_checkpoint",
+    "load_checkpoint",
+    "rerun",
+    "save_checkpoint",
+    "train",
+]

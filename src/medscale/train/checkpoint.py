@@ -16,9 +16,16 @@ from typing import Any
 
 from medscale.errors import MedscaleError
 
+#: The ``format`` entry of a training checkpoint written by `medscale.train.train`.
+CHECKPOINT_FORMAT = "medscale-train-checkpoint"
+
 
 class UnsafeCheckpointError(MedscaleError, ValueError):
     """A checkpoint needs arbitrary unpickling to load, or is not a checkpoint at all."""
+
+
+class CheckpointMismatchError(MedscaleError, ValueError):
+    """A checkpoint belongs to another model, config or run: refused before anything loads."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -61,3 +68,42 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
             f"{path}: a checkpoint holds a dict, found {type(state).__name__}"
         )
     return state
+
+
+def check_checkpoint(
+    state: dict[str, Any],
+    *,
+    model_name: str,
+    config_hash: str,
+    model_state: dict[str, Any] | None = None,
+    path: str | Path = "checkpoint",
+) -> None:
+    """Refuse ``state`` unless it is a training checkpoint of ``model_name`` made under
+    ``config_hash`` and (with ``model_state``) its tensors have exactly the model's names
+    and shapes. Call it before applying any part of the checkpoint."""
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatchError(
+            f"{path}: not a medscale training checkpoint (format {state.get('format')!r})"
+        )
+    if state.get("model_name") != model_name:
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint of model {state.get('model_name')!r}, this run trains "
+            f"{model_name!r}; refused (nothing was loaded)"
+        )
+    if state.get("config_hash") != config_hash:
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint made under config hash {str(state.get('config_hash'))[:16]}..., "
+            f"this run's is {config_hash[:16]}... (model kwargs, data, optimizer, schedule, "
+            "seed, split or store content differ); refused (nothing was loaded). Train into a "
+            "new --out folder instead"
+        )
+    if model_state is not None:
+        saved = state.get("model", {})
+        ours = {k: tuple(v.shape) for k, v in model_state.items()}
+        theirs = {k: tuple(v.shape) for k, v in saved.items()}
+        if ours != theirs:
+            diff = sorted(set(ours.items()) ^ set(theirs.items()))[:5]
+            raise CheckpointMismatchError(
+                f"{path}: the checkpoint's tensors do not match the model's "
+                f"(first differences: {diff}); refused (nothing was loaded)"
+            )
