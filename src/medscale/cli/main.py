@@ -138,6 +138,55 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0 if result.matched else 1
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from medscale.evaluate.run import evaluate_run
+
+    result, paths = evaluate_run(
+        Path(args.run_dir),
+        args.store,
+        subset=args.split,
+        out_dir=Path(args.out) if args.out else None,
+        baselines=tuple(args.baseline),
+        wake_margin_min=args.wake_margin_min,
+    )
+    print(result.trimming_statement())
+    for model, pooled in result.pooled.items():
+        low, high = pooled["ci"]["kappa"]
+        print(
+            f"{model:<20} kappa {pooled['kappa']:.3f} [{low:.3f}, {high:.3f}]  "
+            f"accuracy {pooled['accuracy']:.3f}  macro-F1 {pooled['macro_f1']:.3f}  "
+            f"({pooled['n_recordings']} recordings, {pooled['n_epochs']} epochs)"
+        )
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from medscale.io.stages import STAGE_NAMES
+    from medscale.predict import predict_recording
+    from medscale.predict.channels import parse_channel_overrides
+
+    result = predict_recording(
+        args.recording,
+        args.model,
+        args.out,
+        channels=parse_channel_overrides(args.channels),
+    )
+    used = "; ".join(
+        f"{group}: {', '.join(label for _, label in pairs)}"
+        for group, pairs in result.channels.items()
+    )
+    counts = np.bincount(result.stages, minlength=5)
+    print(f"{len(result.stages)} epochs staged from {used}")
+    print("  ".join(f"{STAGE_NAMES[k]} {counts[k]}" for k in range(5)))
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    print("wrote " + ", ".join(str(p) for p in vars(result.files).values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -205,6 +254,34 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--out", help="folder for the repeat (default: RUN_DIR-rerun)")
     rerun.add_argument("--store", help="the store, if it moved (its content must be the same)")
     rerun.set_defaults(func=_cmd_rerun)
+
+    evaluate = command(sub, "evaluate", help="score a run's model on a subset of its split")
+    evaluate.add_argument("run_dir", help="the training run folder")
+    evaluate.add_argument("--store", required=True, help="the store the run trained on")
+    evaluate.add_argument("--split", default="test", help="subset to score (default: test)")
+    evaluate.add_argument("--out", help="output folder (default: RUN_DIR/eval-SPLIT)")
+    evaluate.add_argument(
+        "--baseline", action="append", default=[], choices=["yasa"], help="also score YASA"
+    )
+    evaluate.add_argument(
+        "--wake-margin-min",
+        type=float,
+        help="score only this many minutes of wake around sleep (default: every epoch)",
+    )
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    predict = command(sub, "predict", help="hypnogram and hypnodensity for one recording")
+    predict.add_argument("recording", help="a signal file (EDF/BDF, WFDB .hea, anything MNE reads)")
+    predict.add_argument("--model", required=True, help="the training run folder")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument(
+        "--channels",
+        action="append",
+        default=[],
+        metavar="GROUP=LABEL",
+        help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
+    )
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 

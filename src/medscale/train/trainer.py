@@ -27,7 +27,6 @@ import shutil
 import signal
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,7 +263,7 @@ def masked_cross_entropy(logits: Any, y: Any) -> Any:
     return -(picked * scored).sum() / scored.sum().clamp(min=1)
 
 
-def _build_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     from medscale.models import build_model
     from medscale.models.registry import model_arguments
 
@@ -281,46 +280,20 @@ def _build_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
 def validate(model: Any, nights: Any, device: Any, autocast: Any) -> dict[str, Any]:
     """Score ``model`` on whole nights: each channel combination is predicted, the
     probabilities soft-voted per epoch, and all nights' epochs pooled into one `score`."""
-    import torch
+    from medscale.evaluate.inference import predict_nights
+    from medscale.evaluate.metrics import score
 
-    from medscale.evaluate.metrics import score, soft_vote
-
-    probs: dict[str, dict[int, list[tuple[int, np.ndarray]]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    labels: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    loss_sum, loss_n = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for chunk in nights:
-                x = chunk["x"][None].to(device)
-                y = chunk["y"][None].to(device)
-                with autocast():
-                    logits = model(x)
-                scored = int((y >= 0).sum())
-                loss_sum += float(masked_cross_entropy(logits, y)) * scored
-                loss_n += scored
-                p = torch.softmax(logits.float(), dim=1)[0].T.cpu().numpy().astype(np.float64)
-                probs[chunk["recording"]][chunk["combination"]].append((chunk["start_epoch"], p))
-                labels[chunk["recording"]][chunk["start_epoch"]] = chunk["y"].numpy()
-    finally:
-        model.train(was_training)
-    y_true, y_pred = [], []
-    for recording in sorted(probs):
-        per_combo = [
-            np.concatenate([p for _, p in sorted(parts, key=lambda t: t[0])])
-            for _, parts in sorted(probs[recording].items())
-        ]
-        voted = soft_vote(per_combo)
-        y_true.append(np.concatenate([labels[recording][s] for s in sorted(labels[recording])]))
-        y_pred.append(voted.argmax(axis=1))
-    if not y_true:
+    predicted = predict_nights(model, nights, device, autocast)
+    if not predicted:
         raise SpecError("validation found no nights to score (empty val subset?)")
-    metrics = score(np.concatenate(y_true), np.concatenate(y_pred))
-    metrics["val_loss"] = loss_sum / max(1, loss_n)
-    metrics["n_nights"] = len(y_true)
+    y_true = np.concatenate([night.y_true for night in predicted.values()])
+    y_pred = np.concatenate([night.probabilities.argmax(axis=1) for night in predicted.values()])
+    metrics = score(y_true, y_pred)
+    # The loss of each combination's chunks, as before the vote.
+    loss_sum = sum(night.loss_sum for night in predicted.values())
+    loss_count = sum(night.loss_count for night in predicted.values())
+    metrics["val_loss"] = loss_sum / max(1, loss_count)
+    metrics["n_nights"] = len(predicted)
     return metrics
 
 
@@ -462,7 +435,7 @@ def _run(
     main_rank = rank == 0
     distributed = world_size > 1
     _seed_everything(config.seed)
-    model, model_kwargs = _build_model(config)
+    model, model_kwargs = build_run_model(config)
     model.to(device)
 
     # Mixed precision: CUDA only; bfloat16 where supported (no loss scaling), else float16.

@@ -1,0 +1,80 @@
+"""A model's per-epoch stage probabilities over whole nights, soft-voted over channel
+combinations. Validation during training, `medscale evaluate` and `medscale predict` all go
+through `predict_nights`, so they score a model the same way."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medscale.evaluate.metrics import soft_vote
+
+
+@dataclass
+class NightPrediction:
+    """One night: ``probabilities`` (n_epochs, 5) after the soft vote, ``y_true`` (n_epochs,)
+    the scored stages (UNKNOWN = -1), and the summed cross-entropy over scored epochs and
+    combinations (``loss_sum`` / ``loss_count`` is the mean)."""
+
+    probabilities: np.ndarray
+    y_true: np.ndarray
+    n_combinations: int
+    loss_sum: float
+    loss_count: int
+
+
+def predict_nights(
+    model: Any,
+    nights: Iterable[dict[str, Any]],
+    device: Any = "cpu",
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+) -> dict[str, NightPrediction]:
+    """Run ``model`` (eval mode, no grad) over the chunks of `EvalNights`; return each
+    night's soft-voted probabilities keyed by ``dataset/recording_id``."""
+    import torch
+    import torch.nn.functional as F
+
+    parts: dict[str, dict[int, list[tuple[int, np.ndarray]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    labels: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    losses: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for chunk in nights:
+                x = chunk["x"][None].to(device)
+                y = chunk["y"][None].to(device)
+                with autocast():
+                    logits = model(x)
+                log_p = F.log_softmax(logits.float(), dim=1)
+                scored = y >= 0
+                picked = log_p.gather(1, y.clamp(min=0)[:, None])[:, 0]
+                key = chunk["recording"]
+                losses[key][0] += float(-(picked * scored).sum())
+                losses[key][1] += int(scored.sum())
+                p = log_p.exp()[0].T.cpu().numpy().astype(np.float64)
+                parts[key][chunk["combination"]].append((chunk["start_epoch"], p))
+                labels[key][chunk["start_epoch"]] = chunk["y"].numpy()
+    finally:
+        model.train(was_training)
+    out = {}
+    for key in sorted(parts):
+        per_combination = [
+            np.concatenate([p for _, p in sorted(chunks, key=lambda t: t[0])])
+            for _, chunks in sorted(parts[key].items())
+        ]
+        out[key] = NightPrediction(
+            probabilities=soft_vote(per_combination),
+            y_true=np.concatenate([labels[key][s] for s in sorted(labels[key])]),
+            n_combinations=len(per_combination),
+            loss_sum=losses[key][0],
+            loss_count=int(losses[key][1]),
+        )
+    return out
