@@ -1,7 +1,8 @@
-"""`run_demo`: the README's first command, end to end on an embedded default.
+"""`run_demo`: the README's first command, the whole path on an embedded default.
 
-Synthesises a few nights, ingests them together with the real Sleep-EDF sample bundled in the
-package (and the DREAMS excerpts when a shared data folder is found), and summarises the store.
+Synthesises nights, ingests them with the real Sleep-EDF sample bundled in the package (and
+the DREAMS excerpts when a shared data folder is found), trains the small U-Sleep, evaluates
+it on held-out nights beside YASA, predicts one held-out night and writes the reports.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from medscale.ingest.report import IngestReport
 from medscale.ingest.run import ingest
 from medscale.store.store import Store
 from medscale.store.summary import summarize_store
+
+DEMO_CONFIG = "usleep-small"
 
 
 @dataclass
@@ -23,6 +27,11 @@ class DemoResult:
     reports: list[str] = field(default_factory=list)
     ingest_reports: list[IngestReport] = field(default_factory=list)
     summary_text: str = ""
+    run_dir: Path | None = None
+    evaluation: Any = None  # EvaluationResult
+    evaluation_files: dict[str, Path] = field(default_factory=dict)
+    prediction_files: Any = None  # PredictionFiles
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -37,9 +46,19 @@ def find_shared_data() -> Path | None:
 
 
 def run_demo(
-    out: Path, *, nights: int = 3, hours: float = 8.0, seed: int = 0, progress: bool = True
+    out: Path,
+    *,
+    nights: int = 10,
+    hours: float = 3.0,
+    seed: int = 0,
+    max_steps: int | None = None,
+    baselines: tuple[str, ...] = ("yasa",),
+    progress: bool = True,
 ) -> DemoResult:
-    """Write synthetic nights and a store under ``out``; return where everything is."""
+    """Run the whole path under ``out``; return where everything is.
+
+    ``max_steps`` overrides the bundled config's training length (tests use a few steps).
+    """
     from medscale.synth import synthesize_nights
 
     synth_dir, store = out / "synthetic-nights", out / "store"
@@ -58,4 +77,46 @@ def run_demo(
         result.ingest_reports.append(report)
         result.reports.extend(p for p in report.report_paths if p.endswith(".md"))
     result.summary_text = summarize_store(Store(store, read_only=True)).to_text()
+    if not result.ok:
+        return result
+    _train_evaluate_predict(result, out, synth_dir, max_steps, baselines, progress)
     return result
+
+
+def _train_evaluate_predict(
+    result: DemoResult,
+    out: Path,
+    synth_dir: Path,
+    max_steps: int | None,
+    baselines: tuple[str, ...],
+    progress: bool,
+) -> None:
+    from medscale.data.splits import load_split
+    from medscale.evaluate.run import evaluate_run
+    from medscale.predict import predict_recording
+    from medscale.train import TrainConfig, train
+
+    config = TrainConfig.load(DEMO_CONFIG)
+    if max_steps is not None:
+        config = TrainConfig.from_dict(config.to_dict() | {"max_steps": max_steps})
+    run_dir = out / "run"
+    train(
+        config,
+        result.store,
+        run_dir,
+        resume=(run_dir / "manifest.json").exists(),
+        progress=progress,
+    )
+    result.run_dir = run_dir
+    result.evaluation, result.evaluation_files = evaluate_run(
+        run_dir, result.store, subset="test", baselines=baselines
+    )
+    # One held-out synthetic night, read from its EDF as a user's file would be.
+    test = load_split(run_dir / "split.json", result.store).subsets["test"]
+    held_out = sorted(k.split("/", 1)[1] for k in test if k.startswith("synthetic/"))
+    if held_out:
+        night = synth_dir / f"{held_out[0]}-PSG.edf"
+    else:  # the split's seed put no synthetic night in test: predict a training night
+        night = sorted(synth_dir.glob("*-PSG.edf"))[0]
+        result.notes.append(f"{night.name} was seen in training (no synthetic test night)")
+    result.prediction_files = predict_recording(night, run_dir, out / "prediction").files

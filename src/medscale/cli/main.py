@@ -101,9 +101,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from medscale.demo import run_demo
 
-    result = run_demo(Path(args.out), nights=args.nights, progress=not args.quiet)
+    result = run_demo(
+        Path(args.out),
+        nights=args.nights,
+        hours=args.hours,
+        max_steps=args.steps,
+        progress=not args.quiet,
+    )
     print(result.summary_text)
-    print(f"\nstore: {result.store}\nreports: {result.reports}")
+    print(f"\nstore: {result.store}\ningest reports: {', '.join(result.reports)}")
+    if result.evaluation is not None:
+        print(f"training run: {result.run_dir} (report: {result.run_dir / 'report.html'})")
+        print(result.evaluation.trimming_statement())
+        for row in result.evaluation.per_dataset:
+            print(
+                f"  test {row['model']:<14} {row['dataset']:<14} kappa {row['kappa']:.3f} "
+                f"[{row['kappa_low']:.3f}, {row['kappa_high']:.3f}]  accuracy "
+                f"{row['accuracy']:.3f}  ({row['n_recordings']} nights)"
+            )
+        print(f"evaluation report: {result.evaluation_files['report.html']}")
+        print(f"prediction: {result.prediction_files.png} (and .csv, .edf, hypnodensity)")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0 if result.ok else 1
 
 
@@ -198,9 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(group: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
         return group.add_parser(name, parents=[common], **kwargs)  # all take --debug, --quiet
 
-    demo = command(sub, "demo", help="synthesise nights, ingest them with the bundled samples")
+    demo = command(sub, "demo", help="the whole path: synth, ingest, train, evaluate, predict")
     demo.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    demo.add_argument("--nights", type=int, default=3, help="synthetic nights (default: 3)")
+    demo.add_argument("--nights", type=int, default=10, help="synthetic nights (default: 10)")
+    demo.add_argument("--hours", type=float, default=3.0, help="hours a night (default: 3)")
+    demo.add_argument("--steps", type=int, help="training steps (default: the bundled config's)")
     demo.set_defaults(func=_cmd_demo)
 
     datasets = command(sub, "datasets", help="shipped dataset specs")

@@ -156,9 +156,15 @@ class EvaluationResult:
         """:meth:`to_dict` as strict JSON (no NaN tokens)."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
-    def write(self, out_dir: str | os.PathLike, title: str = "medscale evaluation") -> dict:
+    def write(
+        self,
+        out_dir: str | os.PathLike,
+        title: str = "medscale evaluation",
+        extra_sections: Sequence[Section] = (),
+    ) -> dict:
         """Write ``metrics.json``, ``per_recording.csv``, ``per_dataset.csv`` and
-        ``report.html`` into ``out_dir`` (created); returns {name: path}."""
+        ``report.html`` (the evaluation, then ``extra_sections``) into ``out_dir`` (created);
+        returns {name: path}."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -170,7 +176,8 @@ class EvaluationResult:
         paths["metrics.json"].write_text(self.to_json() + "\n", encoding="utf-8")
         _write_csv(paths["per_recording.csv"], self.per_recording)
         _write_csv(paths["per_dataset.csv"], self.per_dataset)
-        write_html_report(paths["report.html"], title, self.report_sections())
+        sections = [*self.report_sections(), *extra_sections]
+        write_html_report(paths["report.html"], title, sections)
         return paths
 
     # ------------------------------------------------------------------ report

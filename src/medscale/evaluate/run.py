@@ -27,6 +27,7 @@ def evaluate_run(
     report to ``out_dir`` (default ``RUN_DIR/eval-<subset>``)."""
     from medscale.data.torch_data import EvalNights
     from medscale.evaluate.inference import predict_nights
+    from medscale.train.report import training_section
     from medscale.train.trained import load_trained_model
 
     unknown = sorted(set(baselines) - set(BASELINES))
@@ -65,4 +66,5 @@ def evaluate_run(
     )
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval-{subset}"
     title = f"medscale evaluation: {run_dir.name} ({trained.config.model}, {subset} subset)"
-    return result, result.write(out, title=title)
+    training = training_section(run_dir)
+    return result, result.write(out, title=title, extra_sections=[training] if training else [])

@@ -747,6 +747,9 @@ def _run(
             },
             out_dir / "result.json",
         )
+        from medscale.train.report import write_training_report
+
+        write_training_report(out_dir, f"medscale training run {out_dir.name} ({config.model})")
     return result
 
 
