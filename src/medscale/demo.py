@@ -7,6 +7,7 @@ it on held-out nights beside YASA, predicts one held-out night and writes the re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -96,6 +97,9 @@ def _train_evaluate_predict(
     from medscale.predict import predict_recording
     from medscale.train import TrainConfig, train
 
+    if "yasa" in baselines and importlib.util.find_spec("yasa") is None:
+        baselines = tuple(b for b in baselines if b != "yasa")
+        result.notes.append("yasa is not installed: evaluated without the YASA baseline")
     config = TrainConfig.load(DEMO_CONFIG)
     if max_steps is not None:
         config = TrainConfig.from_dict(config.to_dict() | {"max_steps": max_steps})

@@ -130,6 +130,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from medscale.train import TrainConfig, train
 
     config = TrainConfig.load(args.config)
+    if args.max_steps is not None:
+        config = TrainConfig.from_dict(config.to_dict() | {"max_steps": args.max_steps})
     result = train(config, args.store, Path(args.out), resume=args.resume, progress=not args.quiet)
     best = (
         f"; best {config.early_stopping.metric} {result.best_metric:.4f} at step {result.best_step}"
@@ -268,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--store", required=True, help="store folder or fsspec URL")
     train.add_argument("--out", required=True, help="run folder (manifest, metrics, checkpoints)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--max-steps", type=int, help="override the config's max_steps")
     train.set_defaults(func=_cmd_train)
 
     rerun = command(sub, "rerun", help="repeat a finished run and compare weights and metrics")
