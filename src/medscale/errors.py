@@ -48,3 +48,11 @@ class UnsupportedLayoutError(StoreError):
 
 class SplitMismatchError(MedscaleError, ValueError):
     """A split file does not belong to this store (content hash) or is of an unknown format."""
+
+
+class UnsafeCheckpointError(MedscaleError, ValueError):
+    """A checkpoint needs arbitrary unpickling to load, or is not a checkpoint at all."""
+
+
+class CheckpointMismatchError(MedscaleError, ValueError):
+    """A checkpoint belongs to another model, config or run: refused before anything loads."""

@@ -14,18 +14,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from medscale.errors import MedscaleError
+from medscale.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 #: The ``format`` entry of a training checkpoint written by `medscale.train.train`.
 CHECKPOINT_FORMAT = "medscale-train-checkpoint"
-
-
-class UnsafeCheckpointError(MedscaleError, ValueError):
-    """A checkpoint needs arbitrary unpickling to load, or is not a checkpoint at all."""
-
-
-class CheckpointMismatchError(MedscaleError, ValueError):
-    """A checkpoint belongs to another model, config or run: refused before anything loads."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -1,0 +1,89 @@
+"""A trained run's model evaluated on its test subset, and used to predict a recording file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from medscale.cli.main import main
+from medscale.errors import CheckpointMismatchError
+from medscale.evaluate.run import evaluate_run
+from medscale.ingest import ingest
+from medscale.predict import predict_recording
+from medscale.synth import synthesize_nights
+from medscale.train import TrainConfig, train
+from medscale.train.trained import load_trained_model
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("predict-run")
+    synthesize_nights(root / "nights", 4, seed=12, duration_h=0.5, progress=False)
+    ingest("synthetic", root / "nights", root / "store", progress=False)
+    config = TrainConfig.from_dict(
+        {
+            "model": "usleep-small",
+            "model_kwargs": {"depth": 3, "init_filters": 4},
+            "data": {"sampling": {"window_epochs": 2, "samples_per_epoch": 8}},
+            "batch_size": 2,
+            "max_steps": 4,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "log_every": 1,
+            "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+        }
+    )
+    train(config, root / "store", root / "run", progress=False)
+    return root / "run", root / "store", root / "nights"
+
+
+def test_predict_writes_every_output_for_a_file(trained_run, tmp_path):
+    run, _, nights = trained_run
+    edf = sorted(nights.glob("*-PSG.edf"))[0]
+    result = predict_recording(edf, run, tmp_path / "out")
+    assert result.probabilities.shape == (60, 5)  # half an hour of 30-s epochs
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert set(result.channels) == {"eeg", "eog"} and len(result.channels["eeg"]) == 3
+    for path in vars(result.files).values():
+        assert path.is_file() and path.stat().st_size > 0
+
+
+def test_evaluate_scores_the_test_subset_and_reports_training(trained_run, tmp_path):
+    run, store, _ = trained_run
+    split = json.loads((run / "split.json").read_text())
+    result, paths = evaluate_run(run, store, out_dir=tmp_path / "eval", n_boot=20)
+    assert result.pooled["usleep-small"]["n_recordings"] == len(split["subsets"]["test"])
+    assert result.pooled["usleep-small"]["n_epochs"] == 60 * len(split["subsets"]["test"])
+    html = paths["report.html"].read_text()
+    assert "Training" in html and "Confusion" in html
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_loading(trained_run, tmp_path):
+    run, _, _ = trained_run
+    other = tmp_path / "other-run"
+    other.mkdir()
+    for name in ("manifest.json", "split.json"):
+        (other / name).write_bytes((run / name).read_bytes())
+    (other / "checkpoints").mkdir()
+    (other / "checkpoints" / "last.pt").write_bytes((run / "checkpoints" / "last.pt").read_bytes())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["model"], config["model_kwargs"] = "lseqsleepnet-small", {}
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(CheckpointMismatchError, match="usleep-small"):
+        load_trained_model(other)
+
+
+def test_predict_command_names_missing_channels_and_the_hint(trained_run, tmp_path, capsys):
+    run, _, nights = trained_run
+    edf = sorted(nights.glob("*-PSG.edf"))[0]
+    code = main(
+        ["predict", str(edf), "--model", str(run), "--out", str(tmp_path), "--channels", "eog=X"]
+    )
+    assert code == 1
+    assert "no such signal" in capsys.readouterr().err
