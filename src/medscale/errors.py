@@ -56,3 +56,12 @@ class UnsafeCheckpointError(MedscaleError, ValueError):
 
 class CheckpointMismatchError(MedscaleError, ValueError):
     """A checkpoint belongs to another model, config or run: refused before anything loads."""
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """``path.to.field: message; ...`` for a pydantic ``ValidationError`` (duck-typed, so this
+    module imports nothing)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+        for e in exc.errors()  # type: ignore[attr-defined]
+    )

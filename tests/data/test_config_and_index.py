@@ -11,7 +11,9 @@ import pytest
 
 from medscale.data import ChannelGroup, DataConfig, SamplingConfig, WindowIndex
 from medscale.errors import ChannelError, SpecError, StoreVersionError
-from medscale.store.layout import ChannelInfo, RecordingInfo
+from medscale.store.layout import RecordingInfo
+
+from .fakes import fake_info
 
 
 def test_config_round_trips_through_its_manifest_dict():
@@ -33,26 +35,7 @@ def test_importing_data_and_store_does_not_import_torch():
 
 
 def _info(k: int, n_epochs: int, dataset: str = "d", types=("EEG", "EOG")) -> RecordingInfo:
-    channels = tuple(
-        ChannelInfo(f"{t} {j}", t, f"{t} {j}", 128.0, "uV", 0.1, 0.0, 10.0)
-        for j, t in enumerate(types)
-    )
-    return RecordingInfo(
-        dataset=dataset,
-        recording_id=f"r{k:05d}",
-        subject=f"s{k}",
-        session="1",
-        sfreq_hz=128.0,
-        epoch_length_s=30.0,
-        n_epochs=n_epochs,
-        channels=channels,
-        stage_counts={},
-        stage_offsets=(0,) * 6,
-        content_hash="",
-        source_hash="",
-        config_hash="",
-        synthetic=True,
-    )
+    return fake_info(k, n_epochs, dataset, [(f"{t} {j}", t) for j, t in enumerate(types)])
 
 
 def test_index_of_20000_recordings_is_flat_numpy():

@@ -9,30 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medscale.data import SamplingConfig, WindowIndex, draw_window, sample_stream
-from medscale.store.layout import ChannelInfo, RecordingInfo
+from medscale.store.layout import RecordingInfo
+
+from .fakes import fake_info
 
 
 def _info(k: int, n_epochs: int, dataset: str = "d") -> RecordingInfo:
-    channels = tuple(
-        ChannelInfo(name, kind, name, 128.0, "uV", 0.1, 0.0, 10.0)
-        for name, kind in [("C3", "EEG"), ("C4", "EEG"), ("E1", "EOG")]
-    )
-    return RecordingInfo(
-        dataset=dataset,
-        recording_id=f"r{k}",
-        subject=f"s{k}",
-        session="1",
-        sfreq_hz=128.0,
-        epoch_length_s=30.0,
-        n_epochs=n_epochs,
-        channels=channels,
-        stage_counts={},
-        stage_offsets=(0,) * 6,
-        content_hash="",
-        source_hash="",
-        config_hash="",
-        synthetic=True,
-    )
+    return fake_info(k, n_epochs, dataset, [("C3", "EEG"), ("C4", "EEG"), ("E1", "EOG")])
 
 
 def _index(window_epochs: int = 5) -> WindowIndex:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from medscale.data import SamplingConfig, WindowIndex, draw_window
-from medscale.store.layout import ChannelInfo, RecordingInfo
+
+from .fakes import fake_info
 
 SMAPS = Path("/proc/self/smaps_rollup")
 
@@ -29,30 +30,10 @@ def _sample_in_child(index: WindowIndex, queue) -> None:
 
 @pytest.mark.skipif(not SMAPS.exists() or os.name != "posix", reason="needs Linux smaps_rollup")
 def test_forked_worker_does_not_copy_a_20000_recording_index():
-    channels = tuple(
-        ChannelInfo(n, t, n, 128.0, "uV", 0.1, 0.0, 10.0) for n, t in [("C4", "EEG"), ("E1", "EOG")]
-    )
     rng = np.random.default_rng(0)
     infos, hyps = [], []
     for k in range(20_000):
-        infos.append(
-            RecordingInfo(
-                dataset=f"d{k % 4}",
-                recording_id=f"r{k:05d}",
-                subject=str(k),
-                session="1",
-                sfreq_hz=128.0,
-                epoch_length_s=30.0,
-                n_epochs=960,
-                channels=channels,
-                stage_counts={},
-                stage_offsets=(0,) * 6,
-                content_hash="",
-                source_hash="",
-                config_hash="",
-                synthetic=True,
-            )
-        )
+        infos.append(fake_info(k, 960, f"d{k % 4}", [("C4", "EEG"), ("E1", "EOG")]))
         hyps.append(rng.integers(0, 5, size=960).astype(np.int8))
     index = WindowIndex(infos, hyps, SamplingConfig())
     del infos, hyps

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medscale.errors import SpecError
+from medscale.errors import SpecError, describe_validation_error
 
 
 class _Frozen(BaseModel):
@@ -119,8 +119,4 @@ class DataConfig(_Frozen):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise SpecError(f"data config: {problems}") from None
+            raise SpecError(f"data config: {describe_validation_error(exc)}") from None

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medscale.data.config import DataConfig
-from medscale.errors import SpecError
+from medscale.errors import SpecError, describe_validation_error
 
 #: Fields that do not change what a run computes: left out of `TrainConfig.config_hash`.
 NON_TRAJECTORY_FIELDS = ("num_workers", "log", "device")
@@ -140,11 +140,7 @@ class TrainConfig(_Frozen):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise SpecError(f"{source}: {problems}") from None
+            raise SpecError(f"{source}: {describe_validation_error(exc)}") from None
 
     @classmethod
     def load(cls, path_or_name: str | Path) -> TrainConfig:
