@@ -19,6 +19,7 @@ from medscale.train import TrainConfig, train
 from medscale.train.trained import load_trained_model
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # trains a (tiny) run first
 
 
 @pytest.fixture(scope="module")
