@@ -57,13 +57,14 @@ def usleep_widths(
 class _ConvELUBN(nn.Module):
     """Conv1d with Keras-style "same" padding (extra zero on the right), ELU, batch norm."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, bn_momentum: float
+    ) -> None:
         super().__init__()
         left = (kernel_size - 1) // 2
         self.pad = (left, kernel_size - 1 - left)
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
-        # Keras defaults: momentum 0.99 (torch counts the other way) and epsilon 1e-3.
-        self.bn = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+        self.bn = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(F.elu(self.conv(F.pad(x, self.pad))))
@@ -78,6 +79,7 @@ class USleep(nn.Module):
     ``epoch_samples`` is the scoring epoch (30 s × 128 Hz); ``samples_per_prediction``
     (constructor default, or per call in :meth:`forward`) is the output period, e.g. 128 for
     one prediction per second (hypnodensity). It defaults to ``epoch_samples``.
+    ``bn_momentum`` 0.01 is Keras' 0.99, the original's (torch counts the other way).
     """
 
     input_kind = "signal"
@@ -93,8 +95,11 @@ class USleep(nn.Module):
         kernel_size: int = 9,
         epoch_samples: int = 30 * 128,
         samples_per_prediction: int | None = None,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
+        if not 0 < bn_momentum <= 1:
+            raise SpecError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
         _check_positive(
             in_channels=in_channels,
             n_classes=n_classes,
@@ -124,15 +129,15 @@ class USleep(nn.Module):
         self.encoder = nn.ModuleList()
         channels = in_channels
         for width in enc:
-            self.encoder.append(_ConvELUBN(channels, width, kernel_size))
+            self.encoder.append(_ConvELUBN(channels, width, kernel_size, bn_momentum))
             channels = width
-        self.bottom = _ConvELUBN(channels, bottom, kernel_size)
+        self.bottom = _ConvELUBN(channels, bottom, kernel_size, bn_momentum)
         channels = bottom
         self.upsample = nn.ModuleList()
         self.merge = nn.ModuleList()
         for width, skip in zip(dec, reversed(enc), strict=True):
-            self.upsample.append(_ConvELUBN(channels, width, 2))
-            self.merge.append(_ConvELUBN(skip + width, width, kernel_size))
+            self.upsample.append(_ConvELUBN(channels, width, 2, bn_momentum))
+            self.merge.append(_ConvELUBN(skip + width, width, kernel_size, bn_momentum))
             channels = width
 
         dense = int(n_classes * math.sqrt(complexity_factor))
@@ -191,5 +196,7 @@ def _check_positive(**values: int) -> None:
 
 # A CPU-sized U-Sleep for tests and smoke runs: 5 levels, widths 8..29 (bottom 41).
 register_model("usleep-small")(
-    with_defaults(USleep, depth=5, init_filters=8, complexity_factor=1.0)
+    # bn_momentum 0.1 (torch's default): the paper's Keras value (0.01 here) leaves the running
+    # statistics far from settled after the few hundred steps a CPU run takes.
+    with_defaults(USleep, depth=5, init_filters=8, complexity_factor=1.0, bn_momentum=0.1)
 )
