@@ -48,23 +48,30 @@ def evaluate_run(
         RecordingPrediction(key, key.split("/", 1)[0], night.y_true, night.probabilities)
         for key, night in predicted.items()
     ]
-    baseline_sets = {}
-    if "yasa" in baselines:
-        from medscale.baselines.yasa import yasa_on_store
-
-        infos = {info.key: info for info in store.recordings()}
-        yasa = yasa_on_store(store, [infos[p.key] for p in predictions])
-        baseline_sets["yasa"] = [
-            RecordingPrediction(p.key, p.dataset, p.y_true, yasa[p.key]) for p in predictions
-        ]
     result = evaluate_predictions(
         predictions,
         wake_margin_min=wake_margin_min,
         n_boot=n_boot,
-        baselines=baseline_sets,
+        baselines=baseline_predictions(store, predictions, baselines),
         name=trained.config.model,
     )
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval-{subset}"
     title = f"medscale evaluation: {run_dir.name} ({trained.config.model}, {subset} subset)"
     training = training_section(run_dir)
     return result, result.write(out, title=title, extra_sections=[training] if training else [])
+
+
+def baseline_predictions(
+    store: Store, predictions: list[RecordingPrediction], baselines: tuple[str, ...]
+) -> dict[str, list[RecordingPrediction]]:
+    """Each named baseline's predictions for the same recordings and true stages."""
+    out = {}
+    if "yasa" in baselines:
+        from medscale.baselines.yasa import yasa_on_store
+
+        infos = {info.key: info for info in store.recordings()}
+        yasa = yasa_on_store(store, [infos[p.key] for p in predictions])
+        out["yasa"] = [
+            RecordingPrediction(p.key, p.dataset, p.y_true, yasa[p.key]) for p in predictions
+        ]
+    return out
