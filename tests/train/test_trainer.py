@@ -51,7 +51,9 @@ def test_a_run_writes_its_files_and_checkpoints(finished_run):
         "result.json",
         "checkpoints/last.pt",
         "checkpoints/best.pt",
+        "report.html",
     }
+    assert "data:image/png;base64," in (out / "report.html").read_text()  # learning curves
     assert TrainConfig.load(out / "config.yaml") == config
     records = read_records(out / "metrics.jsonl")
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 9))
