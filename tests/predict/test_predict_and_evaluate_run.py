@@ -18,6 +18,8 @@ from medscale.synth import synthesize_nights
 from medscale.train import TrainConfig, train
 from medscale.train.trained import load_trained_model
 
+from ..data.conftest import second_dataset_spec
+
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # trains a (tiny) run first
 
@@ -27,6 +29,9 @@ def trained_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("predict-run")
     synthesize_nights(root / "nights", 4, seed=12, duration_h=0.5, progress=False)
     ingest("synthetic", root / "nights", root / "store", progress=False)
+    # One more night stored without its EOG: the EEG+EOG model cannot score it.
+    synthesize_nights(root / "no-eog", 1, seed=13, duration_h=0.5, progress=False)
+    ingest(second_dataset_spec(), root / "no-eog", root / "store", progress=False)
     config = TrainConfig.from_dict(
         {
             "model": "usleep-small",
@@ -88,3 +93,15 @@ def test_predict_command_names_missing_channels_and_the_hint(trained_run, tmp_pa
     )
     assert code == 1
     assert "no such signal" in capsys.readouterr().err
+
+
+def test_recordings_the_model_cannot_score_are_listed_not_dropped(trained_run, tmp_path):
+    run, store, _ = trained_run
+    split = json.loads((run / "split.json").read_text())
+    subset = next(
+        name for name, keys in split["subsets"].items() if "synthetic-b/synth-000" in keys
+    )
+    result, paths = evaluate_run(run, store, subset=subset, out_dir=tmp_path / "e", n_boot=10)
+    assert list(result.not_evaluated) == ["synthetic-b/synth-000"]
+    assert "synthetic-b/synth-000" in paths["metrics.json"].read_text()
+    assert "not evaluated" in paths["report.html"].read_text()

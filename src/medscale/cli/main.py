@@ -171,6 +171,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         wake_margin_min=args.wake_margin_min,
     )
     print(result.trimming_statement())
+    for key, reason in result.not_evaluated.items():
+        print(f"  not evaluated: {key}: {reason}")
     for model, pooled in result.pooled.items():
         low, high = pooled["ci"]["kappa"]
         print(

@@ -98,6 +98,8 @@ class EvaluationResult:
     per_dataset: list[dict]
     sleep_statistics: dict[str, list[dict]]
     examples: list[dict] = field(default_factory=list, repr=False)
+    # Recordings of the evaluated subset that could not be scored, with the reason.
+    not_evaluated: dict[str, str] = field(default_factory=dict)
 
     @property
     def wake_trimmed(self) -> bool:
@@ -137,6 +139,7 @@ class EvaluationResult:
                     "statement": self.trimming_statement(),
                 },
                 "epoch_s": self.epoch_s,
+                "not_evaluated": self.not_evaluated,
                 "unknown_epochs": "excluded (true stage UNKNOWN)",
                 "macro_f1_convention": "mean over stages present in truth or prediction",
                 "bootstrap": {
@@ -193,6 +196,16 @@ class EvaluationResult:
                 f"{self.level:.0%} percentile bootstrap intervals over recordings "
                 f"({self.n_boot} resamples, seed {self.seed}).",
                 Table(self._pooled_rows(), caption="pooled scores"),
+                *(
+                    [
+                        Table(
+                            [{"recording": k, "reason": v} for k, v in self.not_evaluated.items()],
+                            caption="recordings of the subset that were not evaluated",
+                        )
+                    ]
+                    if self.not_evaluated
+                    else []
+                ),
             ],
         )
         confusion = Section(

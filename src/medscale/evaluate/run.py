@@ -55,6 +55,12 @@ def evaluate_run(
         baselines=baseline_predictions(store, predictions, baselines),
         name=trained.config.model,
     )
+    groups = [g.name for g in trained.config.data.sampling.channel_groups]
+    result.not_evaluated = {
+        key: f"has no channel for one of the model's channel groups {groups}"
+        for key in split.subsets[subset]
+        if key not in predicted
+    }
     out = Path(out_dir) if out_dir is not None else run_dir / f"eval-{subset}"
     title = f"medscale evaluation: {run_dir.name} ({trained.config.model}, {subset} subset)"
     training = training_section(run_dir)
