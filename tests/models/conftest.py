@@ -55,6 +55,23 @@ def synthetic_spectrograms(
     return spec, labels
 
 
+def train_steps(model, x, y, steps: int = 30, lr: float = 1e-2, batch: int = 8) -> list[float]:
+    """Adam on random batches of (x, y) tensors with a seeded order; the loss of each step."""
+    import torch
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (batch,), generator=order)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.fixture
 def one_thread():
     """Run a training test on one intra-op thread: on a shared 2-core machine two threads

@@ -11,7 +11,7 @@ from medscale.errors import SpecError  # noqa: E402
 from medscale.models import LSeqSleepNet, build_model  # noqa: E402
 from medscale.models.lseqsleepnet import triangular_filterbank  # noqa: E402
 
-from .conftest import spectrogram_processor, synthetic_spectrograms  # noqa: E402
+from .conftest import spectrogram_processor, synthetic_spectrograms, train_steps  # noqa: E402
 
 
 def test_the_default_takes_200_epochs_of_the_pipelines_spectrogram():
@@ -106,16 +106,7 @@ def test_lseqsleepnet_small_learns_a_frequency_coded_staging_task(one_thread):
     x, y = synthetic_spectrograms(np.random.default_rng(0), 24, 20)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     model = build_model("lseqsleepnet-small", in_channels=1)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    order = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(30):
-        idx = torch.randint(0, len(x), (8,), generator=order)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y)
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
     assert first > 1.3
     assert last < 0.6 and last < 0.4 * first, losses

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from medscale.errors import SpecError  # noqa: E402
 from medscale.models import USleep, build_model  # noqa: E402
 
-from .conftest import EPOCH_SAMPLES, synthetic_signal  # noqa: E402
+from .conftest import EPOCH_SAMPLES, synthetic_signal, train_steps  # noqa: E402
 
 PAPER_PARAMS = 3.1e6
 
@@ -99,16 +99,7 @@ def test_usleep_small_learns_a_frequency_coded_staging_task(one_thread):
     x, y = synthetic_signal(np.random.default_rng(0), 64, 4, epoch_samples=256)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     model = build_model("usleep-small", in_channels=1, epoch_samples=256)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    order = torch.Generator().manual_seed(0)
-    losses = []
-    for _ in range(30):
-        idx = torch.randint(0, len(x), (8,), generator=order)
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = train_steps(model, x, y)
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
     assert first > 1.2
     assert last < 0.6 and last < 0.45 * first, losses

@@ -15,6 +15,20 @@ import numpy as np
 from medscale.evaluate.metrics import soft_vote
 
 
+def masked_cross_entropy(logits: Any, y: Any) -> Any:
+    """Mean cross-entropy over the scored epochs (UNKNOWN = -1 ignored); 0 when none is.
+
+    Written with ``log_softmax`` and ``gather`` rather than ``F.cross_entropy``: CUDA's
+    NLL loss has no deterministic kernel and raises under ``use_deterministic_algorithms``.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=1)  # (batch, classes, epochs)
+    scored = y >= 0
+    picked = logp.gather(1, y.clamp(min=0).unsqueeze(1)).squeeze(1)
+    return -(picked * scored).sum() / scored.sum().clamp(min=1)
+
+
 @dataclass
 class NightPrediction:
     """One night: ``probabilities`` (n_epochs, 5) after the soft vote, ``y_true`` (n_epochs,)
@@ -37,7 +51,6 @@ def predict_nights(
     """Run ``model`` (eval mode, no grad) over the chunks of `EvalNights`; return each
     night's soft-voted probabilities keyed by ``dataset/recording_id``."""
     import torch
-    import torch.nn.functional as F
 
     parts: dict[str, dict[int, list[tuple[int, np.ndarray]]]] = defaultdict(
         lambda: defaultdict(list)
@@ -53,13 +66,11 @@ def predict_nights(
                 y = chunk["y"][None].to(device)
                 with autocast():
                     logits = model(x)
-                log_p = F.log_softmax(logits.float(), dim=1)
-                scored = y >= 0
-                picked = log_p.gather(1, y.clamp(min=0)[:, None])[:, 0]
                 key = chunk["recording"]
-                losses[key][0] += float(-(picked * scored).sum())
-                losses[key][1] += int(scored.sum())
-                p = log_p.exp()[0].T.cpu().numpy().astype(np.float64)
+                scored = int((y >= 0).sum())
+                losses[key][0] += float(masked_cross_entropy(logits, y)) * scored
+                losses[key][1] += scored
+                p = torch.softmax(logits.float(), dim=1)[0].T.cpu().numpy().astype(np.float64)
                 parts[key][chunk["combination"]].append((chunk["start_epoch"], p))
                 labels[key][chunk["start_epoch"]] = chunk["y"].numpy()
     finally:

@@ -48,11 +48,11 @@ def prepare_night(
     them, whole epochs from the start, as one recording of a scratch store at ``scratch``."""
     path = Path(path)
     labels = list_signal_labels(path, reader=reader)
-    if labels is None:
-        labels = read_signals(path, reader=reader).labels
-    chosen = select_channels(labels, groups, overrides, source=str(path))
+    # A reader that cannot list labels cheaply reads the whole file once, here.
+    whole = read_signals(path, reader=reader) if labels is None else None
+    chosen = select_channels(whole.labels if whole else labels, groups, overrides, source=str(path))
     wanted = sorted({label for pairs in chosen.values() for _, label in pairs})
-    recording = read_signals(path, wanted, reader=reader)
+    recording = whole or read_signals(path, wanted, reader=reader)
     duration_s = min(recording.signal(label).duration_s for label in wanted)
     n_epochs = math.floor(duration_s / epoch_length_s + 1e-9)
     if n_epochs < 1:

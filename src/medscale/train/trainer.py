@@ -35,6 +35,7 @@ import numpy as np
 
 from medscale.data.splits import Split, load_split, make_split, write_split
 from medscale.errors import SpecError
+from medscale.evaluate.inference import masked_cross_entropy
 from medscale.store.store import Store
 from medscale.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -247,20 +248,6 @@ def _recordings(config: TrainConfig, split: Split) -> tuple[list[str], list[str]
     if not train:
         raise SpecError("the split leaves no training recordings")
     return train, val
-
-
-def masked_cross_entropy(logits: Any, y: Any) -> Any:
-    """Mean cross-entropy over the scored epochs (UNKNOWN = -1 ignored); 0 when none is.
-
-    Written with ``log_softmax`` and ``gather`` rather than ``F.cross_entropy``: CUDA's
-    NLL loss has no deterministic kernel and raises under ``use_deterministic_algorithms``.
-    """
-    import torch
-
-    logp = torch.log_softmax(logits.float(), dim=1)  # (batch, classes, epochs)
-    scored = y >= 0
-    picked = logp.gather(1, y.clamp(min=0).unsqueeze(1)).squeeze(1)
-    return -(picked * scored).sum() / scored.sum().clamp(min=1)
 
 
 def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
