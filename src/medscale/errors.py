@@ -65,3 +65,13 @@ def describe_validation_error(exc: Exception) -> str:
         f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
         for e in exc.errors()  # type: ignore[attr-defined]
     )
+
+
+class LaunchError(MedscaleError, RuntimeError):
+    """Processes could not be started where asked: no ``sbatch``/``torchrun``, a Ray address
+    that does not answer, a job that failed."""
+
+
+class RendezvousError(LaunchError):
+    """The ranks of a distributed run cannot meet: a localhost address for several nodes,
+    ranks or world sizes that disagree, an unexpanded variable, nobody listening."""

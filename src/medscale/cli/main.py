@@ -30,6 +30,20 @@ def _cmd_datasets_list(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from medscale.ingest.run import IngestConfig, ingest
 
+    runner = None
+    if args.launcher != "local":
+        from medscale.launch.units import ingest_runner
+
+        runner = ingest_runner(
+            args.launcher,
+            args.spec,
+            args.store,
+            work_dir=args.work_dir,
+            max_tasks=args.tasks,
+            partition=args.partition,
+            time_limit=args.time,
+            ray_address=args.ray_address,
+        )
     report = ingest(
         args.spec,
         args.source,
@@ -38,6 +52,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         config=IngestConfig(sfreq_hz=args.sfreq_hz),
         progress=not args.quiet,
+        runner=runner,
     )
     print(
         f"{report.dataset}: {report.count('ingested')} ingested, {report.count('skipped')} "
@@ -127,23 +142,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from medscale.train import TrainConfig, train
+    from medscale.launch.train import launch_training
 
-    config = TrainConfig.load(args.config)
-    if args.max_steps is not None:
-        config = TrainConfig.from_dict(config.to_dict() | {"max_steps": args.max_steps})
-    result = train(config, args.store, Path(args.out), resume=args.resume, progress=not args.quiet)
-    best = (
-        f"; best {config.early_stopping.metric} {result.best_metric:.4f} at step {result.best_step}"
-        if result.best_metric is not None
-        else ""
+    outcome = launch_training(
+        args.config,
+        args.store,
+        Path(args.out),
+        launcher=args.launcher,
+        nproc=args.nproc,
+        nnodes=args.nnodes,
+        rdzv_endpoint=args.rdzv_endpoint,
+        max_restarts=args.max_restarts,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        dry_run=args.dry_run,
+        ray_address=args.ray_address,
+        progress=not args.quiet,
     )
-    print(f"{result.stopped} at step {result.step} ({result.steps_per_second:.2f} steps/s){best}")
-    print(f"run: {result.run_dir}")
-    if not result.finished:
-        print(f"stopped by {result.stopped}; checkpoint saved: continue with --resume")
-        return 3
-    return 0
+    if outcome.script is not None and outcome.job_id is None:  # dry run
+        print(outcome.script, end="")
+        return 0
+    if outcome.job_id is not None:
+        print(f"submitted SLURM job {outcome.job_id} ({outcome.script_path})")
+        print(f"log: {Path(args.out).resolve() / f'slurm-{outcome.job_id}.out'}")
+        return 0
+    result = outcome.result
+    if result is not None:
+        metric = result.get("early_stopping_metric")
+        best = (
+            f"; best {metric} {result['best_metric']:.4f} at step {result['best_step']}"
+            if result.get("best_metric") is not None
+            else ""
+        )
+        print(f"{result['stopped']} at step {result['step']}{best}")
+    print(f"run: {Path(args.out).resolve()}")
+    if outcome.exit_code == 3:
+        reason = result["stopped"] if result else "a signal"
+        print(f"stopped by {reason}; checkpoint saved: continue with --resume")
+    return outcome.exit_code
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
@@ -241,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=1, help="parallel processes (default: 1)")
     ingest.add_argument("--overwrite", action="store_true", help="re-ingest up-to-date recordings")
     ingest.add_argument("--sfreq-hz", type=float, default=128.0, help="store rate (default: 128)")
+    ingest.add_argument(
+        "--launcher",
+        choices=["local", "slurm", "ray"],
+        default="local",
+        help="where recordings are converted: here (--workers), a SLURM job array, Ray tasks",
+    )
+    ingest.add_argument("--tasks", type=int, default=64, help="slurm: most array tasks")
+    ingest.add_argument("--partition", help="slurm: partition")
+    ingest.add_argument("--time", default="01:00:00", help="slurm: time limit a task")
+    ingest.add_argument("--work-dir", help="slurm: job files and logs (default: STORE-jobs)")
+    ingest.add_argument("--ray-address", help="ray: cluster address (default: a local Ray)")
     ingest.set_defaults(func=_cmd_ingest)
 
     store = command(sub, "store", help="inspect a store")
@@ -273,6 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder (manifest, metrics, checkpoints)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--max-steps", type=int, help="override the config's max_steps")
+    train.add_argument(
+        "--launcher",
+        choices=["local", "torchrun", "slurm", "ray"],
+        default="local",
+        help="where the ranks run (default: local, one process unless --nproc)",
+    )
+    train.add_argument("--nproc", type=int, default=1, help="ranks per node (default: 1)")
+    train.add_argument("--nnodes", type=int, default=1, help="nodes (torchrun, slurm)")
+    train.add_argument("--rdzv-endpoint", help="torchrun on several nodes: FIRST_NODE:PORT")
+    train.add_argument(
+        "--max-restarts", type=int, default=0, help="torchrun: restarts after a rank dies"
+    )
+    train.add_argument("--dry-run", action="store_true", help="slurm: print the batch script")
+    train.add_argument("--ray-address", help="ray: cluster address (default: the config's)")
     train.set_defaults(func=_cmd_train)
 
     rerun = command(sub, "rerun", help="repeat a finished run and compare weights and metrics")

@@ -1,7 +1,9 @@
-"""Run an ingest: plan the units, convert each one atomically in a pool, write the QC report.
+"""Run an ingest: plan the units, convert each one atomically, write the QC report.
 
-`ingest_unit` is the whole job for one recording. A local process pool runs it here; later
-launchers (a SLURM array, Ray tasks) run the same function and get the same store.
+`ingest_unit` is the whole job for one recording (`UnitJob.run` with the run's settings
+bound). A `UnitRunner` decides where units run: here, one by one or in a process pool
+(`local_runner`), or as a SLURM job array or Ray tasks (`medscale.launch`); the store and
+the QC report come out the same.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -90,6 +93,48 @@ def ingest_unit(
         if unit.redact:  # reader messages name files and ids: keep them out of the report
             report.reason = scrub(report.reason, _redactions(unit, source_root))
             report.warnings = [scrub(w, _redactions(unit, source_root)) for w in report.warnings]
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """Everything a process needs to ingest units of one run (picklable)."""
+
+    spec: DatasetSpec
+    store_location: str
+    source_root: Path
+    config: IngestConfig
+    overwrite: bool
+    key_id: str | None
+
+    def run(self, unit: IngestUnit) -> UnitReport:
+        return ingest_unit(
+            unit,
+            self.spec,
+            self.store_location,
+            self.source_root,
+            self.config,
+            self.overwrite,
+            self.key_id,
+        )
+
+
+#: Runs ``units`` of ``job`` somewhere and calls ``on_done`` with each unit's report as it
+#: ends. Raises `StoreWriteFailed` when the run must stop (the units it did not report are
+#: then listed as not attempted, with the reason).
+UnitRunner = Callable[[list[IngestUnit], UnitJob, Callable[[UnitReport], None]], None]
+
+
+def local_runner(workers: int = 1) -> UnitRunner:
+    """Units one after the other here, or in a pool of ``workers`` processes."""
+
+    def run(units: list[IngestUnit], job: UnitJob, on_done: Callable[[UnitReport], None]):
+        if workers <= 1:
+            for unit in units:
+                on_done(job.run(unit))
+        else:
+            _run_pool(units, job, workers, on_done)
+
+    return run
 
 
 def _redactions(unit: IngestUnit, source_root: Path) -> list[tuple[str, str]]:
@@ -176,8 +221,12 @@ def ingest(
     overwrite: bool = False,
     config: IngestConfig = IngestConfig(),
     progress: bool = True,
+    runner: UnitRunner | None = None,
 ) -> IngestReport:
     """Ingest every recording of ``spec`` under ``source`` into ``store``.
+
+    Units run here (``workers`` processes) unless a ``runner`` says otherwise (see
+    `medscale.launch`).
 
     Recordings already stored with the same source and config hashes are skipped, so a rerun
     after a crash does only the rest. Files that fail are reported and the run goes on; a
@@ -205,26 +254,14 @@ def ingest(
     bar = tqdm(
         total=len(plan.units), desc=f"ingest {spec_obj.name}", unit="rec", disable=not progress
     )
+    job = UnitJob(spec_obj, store_obj.location, source_root, config, overwrite, key_id)
+
+    def on_done(unit_report: UnitReport) -> None:
+        results[unit_report.recording_id] = unit_report
+        bar.update()
+
     try:
-        if workers <= 1:
-            for unit in plan.units:
-                results[unit.recording_id] = ingest_unit(
-                    unit, spec_obj, store_obj.location, source_root, config, overwrite, key_id
-                )
-                bar.update()
-        else:
-            _run_pool(
-                plan.units,
-                spec_obj,
-                store_obj.location,
-                source_root,
-                config,
-                overwrite,
-                key_id,
-                workers,
-                results,
-                bar,
-            )
+        (runner or local_runner(workers))(plan.units, job, on_done)
     except StoreWriteFailed as exc:
         report.stopped = str(exc)
     except KeyboardInterrupt:
@@ -282,7 +319,10 @@ def _init_worker(driver_pid: int) -> None:
 
 
 def _run_pool(
-    units, spec, store_location, source_root, config, overwrite, key_id, workers, results, bar
+    units: list[IngestUnit],
+    job: UnitJob,
+    workers: int,
+    on_done: Callable[[UnitReport], None],
 ) -> None:
     """Run units in a process pool. On a store fault, start nothing new, let running units
     finish (their outcome is recorded), then raise the fault."""
@@ -294,12 +334,7 @@ def _run_pool(
         initializer=_init_worker,
         initargs=(os.getpid(),),
     ) as pool:
-        pending: dict[Future[UnitReport], IngestUnit] = {
-            pool.submit(
-                ingest_unit, u, spec, store_location, source_root, config, overwrite, key_id
-            ): u
-            for u in units
-        }
+        pending: dict[Future[UnitReport], IngestUnit] = {pool.submit(job.run, u): u for u in units}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -308,7 +343,7 @@ def _run_pool(
                     if future.cancelled():
                         continue
                     try:
-                        results[unit.recording_id] = future.result()
+                        on_done(future.result())
                     except StoreWriteFailed as exc:
                         stop = stop or exc
                         for other in pending:
@@ -318,7 +353,6 @@ def _run_pool(
                             f"a worker process died while converting {unit.recording_id} "
                             f"({exc}); finished recordings are kept, rerun to continue"
                         ) from exc
-                    bar.update()
         finally:
             for future in pending:
                 future.cancel()

@@ -21,7 +21,9 @@ from medscale.data.config import DataConfig
 from medscale.errors import SpecError, describe_validation_error
 
 #: Fields that do not change what a run computes: left out of `TrainConfig.config_hash`.
-NON_TRAJECTORY_FIELDS = ("num_workers", "log", "device")
+NON_TRAJECTORY_FIELDS = ("num_workers", "log", "device", "slurm", "ray")
+#: The same inside ``distributed``: where and how ranks talk, not what they compute.
+NON_TRAJECTORY_DISTRIBUTED = ("timeout_s", "rendezvous_timeout_s", "backend")
 
 
 class _Frozen(BaseModel):
@@ -69,6 +71,70 @@ class EarlyStoppingConfig(_Frozen):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class DistributedConfig(_Frozen):
+    """Data parallelism over ranks (see ``docs/scaling.md``).
+
+    By default ``batch_size`` is the global batch: each of W ranks takes ``batch_size / W``
+    samples per step, so which samples a step sees does not depend on W and a run can resume
+    at another world size. ``per_rank_batch: true`` makes ``batch_size`` per rank instead
+    (global batch = ``batch_size`` × W); ``lr_scaling`` then scales the learning rate by W
+    (``linear``, Goyal et al. 2017) or √W (``sqrt``), reached by a linear ramp over
+    ``lr_warmup_steps``. ``timeout_s`` bounds every collective: a rank that waits longer on a
+    dead or hung peer dumps its stack and fails instead of hanging for torch's 30 minutes.
+    ``rendezvous_timeout_s`` bounds the wait for rank 0 at start (ranks launched without
+    torchrun).
+    """
+
+    per_rank_batch: bool = False
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    lr_warmup_steps: int = Field(0, ge=0)
+    timeout_s: float = Field(300.0, gt=0.0)
+    rendezvous_timeout_s: float = Field(30.0, gt=0.0)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+
+    @model_validator(mode="after")
+    def _scaling_needs_per_rank(self) -> DistributedConfig:
+        if self.lr_scaling != "none" and not self.per_rank_batch:
+            raise ValueError(
+                "lr_scaling needs per_rank_batch: true (with a global batch_size the batch "
+                "does not grow with the world size, so the learning rate should not either)"
+            )
+        return self
+
+
+class SlurmConfig(_Frozen):
+    """Resources for ``--launcher slurm``: one ``torchrun`` per node, ``procs_per_node`` ranks
+    each (default: ``gpus_per_node``, or 1 on CPU nodes). ``setup`` lines run before it
+    (``module load``, activating an environment). The job asks for SIGTERM
+    ``signal_before_s`` seconds before its time limit; the trainer then checkpoints and the
+    job requeues itself (``requeue``) and resumes."""
+
+    partition: str | None = None
+    account: str | None = None
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(0, ge=0)
+    procs_per_node: int | None = Field(None, ge=1)
+    cpus_per_task: int = Field(2, ge=1)
+    mem: str | None = None
+    time: str = "01:00:00"
+    signal_before_s: int = Field(120, ge=1)
+    requeue: bool = True
+    rdzv_port: int = Field(29500, ge=1, le=65535)
+    setup: tuple[str, ...] = ()
+    extra_sbatch: tuple[str, ...] = ()
+
+
+class RayConfig(_Frozen):
+    """``--launcher ray``: ``num_workers`` ranks under Ray Train's TorchTrainer, on the cluster
+    at ``address`` (``null``: a private local Ray on 127.0.0.1)."""
+
+    address: str | None = None
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    connect_timeout_s: float = Field(30.0, gt=0.0)
+
+
 class SplitConfig(_Frozen):
     """Where the train/val recordings come from: a split ``file`` (see `medscale.data.splits`)
     or, without one, a subject-level split made here from ``val_fraction``/``test_fraction``
@@ -109,6 +175,9 @@ class TrainConfig(_Frozen):
     split: SplitConfig = SplitConfig()
     data_fraction: float = Field(1.0, gt=0.0, le=1.0)
     log: tuple[Literal["csv", "jsonl", "mlflow", "tensorboard"], ...] = ("csv", "jsonl")
+    distributed: DistributedConfig = DistributedConfig()
+    slurm: SlurmConfig = SlurmConfig()
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -185,6 +254,8 @@ class TrainConfig(_Frozen):
         for name in NON_TRAJECTORY_FIELDS:
             data.pop(name, None)
         data["split"] = {k: v for k, v in data["split"].items() if k != "file"}
+        for name in NON_TRAJECTORY_DISTRIBUTED:
+            data["distributed"].pop(name, None)
         payload = json.dumps({"config": data, "extra": extra or {}}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -8,15 +8,19 @@ then go on). A checkpoint holds the whole state, so ``resume=True`` continues ex
 a run killed at any step and resumed ends with the same weights, bit for bit, as one that was
 never interrupted.
 
-Several ranks: start the processes and ``torch.distributed.init_process_group`` yourself, then
-call ``train(..., rank=r, world_size=w)`` in each; the model is wrapped in
-``DistributedDataParallel`` and each rank reads its own strided share of the samples. Rank 0
-validates, logs and writes checkpoints. (Launchers come with the scale-out work.)
+Several ranks (`medscale.launch` starts them, or start them and
+``torch.distributed.init_process_group`` yourself, then call ``train(..., rank=r,
+world_size=w)`` in each): rank 0's initial weights reach every rank through
+``DistributedDataParallel``; each rank reads its own strided share of every global batch;
+validation nights are split over the ranks and their predictions gathered, so every rank
+computes the metrics of all nights; rank 0 logs and writes checkpoints, which carry every
+rank's RNG state. A checkpoint resumes at any world size (samples are indexed globally).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import json
 import logging
@@ -170,6 +174,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """A per-rank seed for dropout and other draws after the (shared) initialisation."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _seed_everything(seed: int) -> None:
     import torch
 
@@ -264,13 +273,25 @@ def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
 # -- validation ---------------------------------------------------------------------------
 
 
-def validate(model: Any, nights: Any, device: Any, autocast: Any) -> dict[str, Any]:
+def validate(
+    model: Any, nights: Any, device: Any, autocast: Any, *, distributed: bool = False
+) -> dict[str, Any]:
     """Score ``model`` on whole nights: each channel combination is predicted, the
-    probabilities soft-voted per epoch, and all nights' epochs pooled into one `score`."""
+    probabilities soft-voted per epoch, and all nights' epochs pooled into one `score`.
+
+    ``distributed``: ``nights`` is this rank's share; the ranks' predictions are gathered so
+    that every rank returns the metrics of all nights, as one process would."""
     from medscale.evaluate.inference import predict_nights
     from medscale.evaluate.metrics import score
 
     predicted = predict_nights(model, nights, device, autocast)
+    if distributed:
+        import torch.distributed as dist
+
+        shares: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shares, predicted)
+        predicted = {key: share[key] for share in shares for key in share}
+        predicted = {key: predicted[key] for key in sorted(predicted)}
     if not predicted:
         raise SpecError("validation found no nights to score (empty val subset?)")
     y_true = np.concatenate([night.y_true for night in predicted.values()])
@@ -287,7 +308,7 @@ def validate(model: Any, nights: Any, device: Any, autocast: Any) -> dict[str, A
 # -- the run directory ----------------------------------------------------------------------
 
 
-def _prepare_run_dir(out_dir: Path, resume: bool) -> Path | None:
+def check_run_dir(out_dir: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from (None: start fresh). Refuses to overwrite a run."""
     last = out_dir / "checkpoints" / "last.pt"
     if resume:
@@ -345,7 +366,7 @@ def train(
     out_dir = Path(out_dir)
     store = store if isinstance(store, Store) else Store(store, read_only=True)
     device = _device(config)
-    resume_from = _prepare_run_dir(out_dir, resume)
+    resume_from = check_run_dir(out_dir, resume)
     if distributed:
         dist.barrier()
 
@@ -415,6 +436,7 @@ def _run(
     config_hash: str,
 ) -> TrainResult:
     import torch
+    import torch.distributed as dist
     from tqdm.auto import tqdm
 
     from medscale.data.torch_data import EvalNights, create_train_loader
@@ -424,6 +446,8 @@ def _run(
     _seed_everything(config.seed)
     model, model_kwargs = build_run_model(config)
     model.to(device)
+    if distributed:  # same initial weights everywhere, then each rank its own dropout stream
+        _seed_everything(_rank_seed(config.seed, rank))
 
     # Mixed precision: CUDA only; bfloat16 where supported (no loss scaling), else float16.
     amp_dtype = None
@@ -448,17 +472,23 @@ def _run(
         weight_decay=opt_cfg.weight_decay,
     )
 
+    lr_world = world_lr_scale(config, world_size)
+    warmup = config.distributed.lr_warmup_steps
+
     def factor(step: int) -> float:
-        return lr_factor(config, step)
+        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        return lr_factor(config, step) * (1.0 + (lr_world - 1.0) * ramp)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    per_rank = len(range(rank, config.data.sampling.samples_per_epoch, world_size))
-    steps_per_epoch = per_rank // config.batch_size
+    rank_batch = rank_batch_size(config, world_size)
+    per_rank = config.data.sampling.samples_per_epoch // world_size
+    steps_per_epoch = per_rank // rank_batch
     if steps_per_epoch == 0:
         raise SpecError(
             f"data.sampling.samples_per_epoch ({config.data.sampling.samples_per_epoch}) "
-            f"gives this rank {per_rank} samples, fewer than batch_size ({config.batch_size})"
+            f"gives each of {world_size} ranks {per_rank} samples, fewer than its batch "
+            f"({rank_batch})"
         )
 
     # State that a checkpoint carries besides the modules.
@@ -466,6 +496,7 @@ def _run(
     early = {"best": None, "best_step": None, "bad": 0}
     accum = {"loss_sum": 0.0, "n": 0}
     resumed_step = None
+    resumed_world_size = None
     if resume_from is not None:
         state = load_checkpoint(resume_from)
         check_checkpoint(
@@ -482,8 +513,21 @@ def _run(
             scaler.load_state_dict(state["scaler"])
         step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
         early = dict(state["early_stopping"])
-        accum = dict(state["log_accumulator"])
-        _set_rng_state(state["rng"])
+        per_rank_states = state.get("per_rank") or [
+            {"rng": state["rng"], "log_accumulator": state["log_accumulator"]}
+        ]
+        resumed_world_size = len(per_rank_states)
+        if resumed_world_size == world_size:
+            accum = dict(per_rank_states[rank]["log_accumulator"])
+            _set_rng_state(per_rank_states[rank]["rng"])
+        else:  # another world size: the same samples, but fresh dropout streams per rank
+            log.warning(
+                "resuming a %d-rank checkpoint on %d ranks: samples continue exactly, "
+                "dropout draws do not (bitwise equality needs the same world size)",
+                resumed_world_size,
+                world_size,
+            )
+            _seed_everything(_rank_seed(config.seed + step, rank))
         resumed_step = step
         del state
 
@@ -499,12 +543,12 @@ def _run(
     loader = create_train_loader(
         store,
         config.data,
-        batch_size=config.batch_size,
+        batch_size=rank_batch,
         num_workers=config.num_workers,
         rank=rank,
         world_size=world_size,
         epoch=epoch,
-        start=epoch_step * config.batch_size,
+        start=epoch_step * rank_batch,
         recordings=train_recordings,
         drop_last=True,
         pin_memory=device.type == "cuda",
@@ -513,13 +557,22 @@ def _run(
         generator=torch.Generator().manual_seed(config.seed),
     )
     nights = None
-    if val_recordings and main_rank:
-        nights = EvalNights(store, config.data, recordings=val_recordings)
+    if val_recordings:
+        nights = EvalNights(
+            store, config.data, recordings=val_recordings, rank=rank, world_size=world_size
+        )
 
     ckpt_dir = out_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
 
     def checkpoint_state() -> dict[str, Any]:
+        """The state to save; a collective when distributed (every rank's RNG is gathered),
+        so every rank calls it at the same steps."""
+        own = {"rng": _rng_state(), "log_accumulator": dict(accum)}
+        per_rank_states = [own]
+        if distributed:
+            per_rank_states = [None] * world_size
+            dist.all_gather_object(per_rank_states, own)
         return {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
@@ -531,17 +584,17 @@ def _run(
             "epoch_step": epoch_step,
             "sampler": {
                 "epoch": epoch,
-                "start": epoch_step * config.batch_size,
-                "rank": rank,
+                "global_start": epoch_step * rank_batch * world_size,
                 "world_size": world_size,
             },
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "rng": _rng_state(),
+            "rng": per_rank_states[0]["rng"],
             "early_stopping": dict(early),
-            "log_accumulator": dict(accum),
+            "log_accumulator": per_rank_states[0]["log_accumulator"],
+            "per_rank": per_rank_states,
         }
 
     if main_rank:
@@ -555,6 +608,10 @@ def _run(
                 run={
                     "model_kwargs": model_kwargs,
                     "world_size": world_size,
+                    "rank_batch_size": rank_batch,
+                    "global_batch_size": rank_batch * world_size,
+                    "lr_world_scale": lr_world,
+                    "backend": dist.get_backend() if distributed else None,
                     "deterministic": config.deterministic,
                     "amp_dtype": str(amp_dtype) if amp_dtype else None,
                     "steps_per_epoch": steps_per_epoch,
@@ -566,7 +623,13 @@ def _run(
         else:
             manifest = json.loads(manifest_path.read_text())
             manifest["run"]["resumes"].append(
-                {"step": step, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                {
+                    "step": step,
+                    "world_size": world_size,
+                    "from_world_size": resumed_world_size,
+                    "torch_threads": torch.get_num_threads(),
+                    "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
             )
         write_json(manifest, manifest_path)
         (out_dir / "config.yaml").write_text(config.to_yaml())
@@ -580,6 +643,10 @@ def _run(
 
     signals = _Signals()
     signals.install()
+    watchdog = _StackWatchdog(
+        out_dir / "stacks" / f"rank{rank}.txt" if distributed else None,
+        config.distributed.timeout_s,
+    )
     bar = tqdm(
         total=config.max_steps,
         initial=step,
@@ -595,9 +662,10 @@ def _run(
     try:
         while stopped is None:
             sampler.set_epoch(epoch)
-            sampler.set_start(epoch_step * config.batch_size)
+            sampler.set_start(epoch_step * rank_batch)
             t0 = time.perf_counter()
             for batch in loader:
+                watchdog.arm()
                 x = batch["x"].to(device, non_blocking=True)
                 y = batch["y"].to(device, non_blocking=True)
                 with autocast():
@@ -617,7 +685,8 @@ def _run(
                 scheduler.step()
                 step += 1
                 epoch_step += 1
-                if epoch_step == steps_per_epoch:
+                epoch_done = epoch_step == steps_per_epoch
+                if epoch_done:
                     epoch, epoch_step = epoch + 1, 0
                 accum["loss_sum"] += float(loss.detach())
                 accum["n"] += 1
@@ -627,12 +696,17 @@ def _run(
                 bar.update(1)
 
                 if step % config.log_every == 0 or step == config.max_steps:
+                    loss_sum, loss_n = accum["loss_sum"], accum["n"]
+                    if distributed:  # the mean over all ranks' batches
+                        totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
+                        dist.all_reduce(totals)
+                        loss_sum, loss_n = float(totals[0]), float(totals[1])
                     record = {
                         "kind": "train",
                         "step": step,
                         "epoch": epoch,
                         "lr": lr,
-                        "loss": accum["loss_sum"] / max(1, accum["n"]),
+                        "loss": loss_sum / max(1, loss_n),
                         "grad_norm": grad_norm,
                         "elapsed_s": round(train_seconds, 3),
                         "steps_per_s": round(timed_steps / max(train_seconds, 1e-9), 3),
@@ -645,7 +719,10 @@ def _run(
                 if nights is not None and (
                     step % config.val_every == 0 or step == config.max_steps
                 ):
-                    last_val = validate(model, nights, device, autocast)
+                    if distributed:  # validate rank 0's model everywhere (BN running stats)
+                        for buffer in model.buffers():
+                            dist.broadcast(buffer, 0)
+                    last_val = validate(model, nights, device, autocast, distributed=distributed)
                     value = float(last_val[config.early_stopping.metric])
                     value = value if math.isfinite(value) else -math.inf
                     improved = early["best"] is None or (
@@ -653,7 +730,9 @@ def _run(
                     )
                     if improved:
                         early.update(best=value, best_step=step, bad=0)
-                        save_checkpoint(checkpoint_state(), best_path)
+                        state = checkpoint_state()
+                        if main_rank:
+                            save_checkpoint(state, best_path)
                     else:
                         early["bad"] += 1
                     patience = config.early_stopping.patience
@@ -675,25 +754,28 @@ def _run(
                     )
                 if step >= config.max_steps:
                     want_stop = want_stop or "max_steps"
-                flags = [signals.stop is not None, signals.checkpoint, want_stop is not None]
+                # A signal reaches one rank (or one node): all stop and checkpoint alike.
+                flags = [signals.stop is not None, signals.checkpoint]
                 if distributed:
                     flags = _agree(flags, device)
                 if flags[0] and want_stop is None:
                     want_stop = signals.stop or "SIGTERM"
-                if flags[2] and want_stop is None:
-                    want_stop = "early_stopping"  # rank 0 decided it
-                if main_rank and (
-                    step % config.checkpoint_every == 0 or flags[1] or want_stop is not None
-                ):
-                    save_checkpoint(checkpoint_state(), last_path)
+                if step % config.checkpoint_every == 0 or flags[1] or want_stop is not None:
+                    state = checkpoint_state()
+                    if main_rank:
+                        save_checkpoint(state, last_path)
                     if flags[1] and signals.stop is None:
                         log.warning("signal: checkpoint written at step %d", step)
+                    del state
                 signals.checkpoint = False
                 t0 = time.perf_counter()
                 if want_stop is not None:
                     stopped = want_stop
                     break
+                if epoch_done:  # a rank with one sample more than the others must not go on
+                    break
     finally:
+        watchdog.close()
         signals.restore()
         bar.close()
         logger.close()
@@ -738,6 +820,51 @@ def _run(
 
         write_training_report(out_dir, f"medscale training run {out_dir.name} ({config.model})")
     return result
+
+
+class _StackWatchdog:
+    """Under DDP, a step that takes longer than the collective timeout (a peer died or hangs)
+    dumps every thread's stack to ``stacks/rank<r>.txt`` before the collective fails."""
+
+    def __init__(self, path: Path | None, timeout_s: float) -> None:
+        self.path, self.timeout_s, self.file = path, timeout_s, None
+
+    def arm(self) -> None:
+        if self.path is None:
+            return
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a")  # noqa: SIM115 (held open for faulthandler)
+        faulthandler.dump_traceback_later(self.timeout_s, repeat=False, file=self.file)
+
+    def close(self) -> None:
+        if self.file is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self.file.close()
+            self.file = None
+
+
+def rank_batch_size(config: TrainConfig, world_size: int) -> int:
+    """Samples per rank per step (see `DistributedConfig`)."""
+    if config.distributed.per_rank_batch:
+        return config.batch_size
+    if config.batch_size % world_size:
+        raise SpecError(
+            f"batch_size ({config.batch_size}) is the global batch and must divide evenly over "
+            f"{world_size} ranks; choose a multiple of {world_size}, or set "
+            "distributed.per_rank_batch: true"
+        )
+    return config.batch_size // world_size
+
+
+def world_lr_scale(config: TrainConfig, world_size: int) -> float:
+    """The learning-rate multiplier for ``world_size`` ranks (1 unless ``lr_scaling``)."""
+    kind = config.distributed.lr_scaling
+    if kind == "linear":
+        return float(world_size)
+    if kind == "sqrt":
+        return math.sqrt(world_size)
+    return 1.0
 
 
 def _agree(flags: list[bool], device: Any) -> list[bool]:

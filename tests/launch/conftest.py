@@ -1,0 +1,61 @@
+"""A small synthetic store and helpers to run training ranks in real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from medscale.ingest import ingest
+from medscale.synth import synthesize_nights
+from tests.train.conftest import tiny_config
+
+#: One intra-op thread per rank: bits depend on the thread count (docs/scaling.md).
+RANK_ENV = {"OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+@pytest.fixture(scope="session")
+def launch_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("launch-store")
+    synthesize_nights(root / "nights", 4, seed=11, duration_h=0.5, progress=False)
+    ingest("synthetic", root / "nights", root / "store", progress=False)
+    return root / "store"
+
+
+def ddp_config(**overrides: Any) -> dict[str, Any]:
+    """The tiny U-Sleep with a global batch of 4 (2 a rank on 2 ranks), 12 steps crossing a
+    data epoch, a checkpoint every 4 steps and validation every 3 (the last at step 12)."""
+    config = tiny_config(max_steps=12, val_every=3, checkpoint_every=4, log_every=1)
+    config["batch_size"] = 4
+    config["data"]["sampling"]["samples_per_epoch"] = 32
+    config["early_stopping"] = {"patience": None}
+    config["split"] = {"val_fraction": 0.5, "test_fraction": 0.0}  # 2 train, 2 val nights
+    config.update(overrides)
+    return config
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def torchrun(
+    config: Path, store: Path, out: Path, *extra_torchrun: str, nproc: int = 2
+) -> subprocess.Popen:
+    """``torchrun --standalone`` with ``nproc`` worker ranks, output captured."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", *extra_torchrun]
+    command += ["-m", "medscale.launch.worker", str(config), "--store", str(store)]
+    command += ["--out", str(out), "--resume", "--quiet"]
+    env = {**os.environ, **RANK_ENV, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out.decode(errors="replace")

@@ -1,0 +1,200 @@
+"""Data parallelism in real processes (torchrun, gloo): gradients are the data-parallel
+mean, validation metrics come from every rank's nights, a killed rank restarts from the
+checkpoint and ends bit-identical, a run resumes at another world size, and a hung peer
+gives a stack dump and an error instead of a hang."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from medscale.train import TrainConfig, load_checkpoint  # noqa: E402
+from medscale.train.metrics_log import TIMING_COLUMNS, read_records  # noqa: E402
+
+from .conftest import ddp_config, finish, torchrun, write_config  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.real]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(launch_store, tmp_path_factory) -> tuple[Path, Path]:
+    """An uninterrupted 2-rank run of `ddp_config`: (config path, run folder)."""
+    root = tmp_path_factory.mktemp("ddp")
+    config = write_config(root / "run.yaml", ddp_config())
+    out = root / "run"
+    proc = torchrun(config, launch_store, out)
+    text = finish(proc)
+    assert proc.returncode == 0, text
+    return config, out
+
+
+def _worker_pids(out: Path) -> dict[int, int]:
+    """rank -> pid of the worker processes training into ``out``."""
+    pids = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"medscale.launch.worker" not in cmdline or str(out).encode() not in cmdline:
+                continue
+            if b"torch.distributed.run" in cmdline:
+                continue
+            environ = dict(
+                item.split(b"=", 1)
+                for item in (entry / "environ").read_bytes().split(b"\0")
+                if b"=" in item
+            )
+            pids[int(environ[b"RANK"])] = int(entry.name)
+        except (OSError, KeyError, ValueError):
+            continue
+    return pids
+
+
+def _wait_for_train_step(out: Path, step: int, proc, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = [r["step"] for r in read_records(out / "metrics.jsonl") if r["kind"] == "train"]
+        if steps and steps[-1] >= step:
+            return steps[-1]
+        assert proc.poll() is None, finish(proc)
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no step {step} in time")
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in records]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa = load_checkpoint(a / "checkpoints" / "last.pt")
+    wb = load_checkpoint(b / "checkpoints" / "last.pt")
+    assert wa["step"] == wb["step"] == 12
+    for name in wa["model"]:
+        assert torch.equal(wa["model"][name], wb["model"][name]), name
+    ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
+    assert ra["weights_sha256"] == rb["weights_sha256"]
+
+
+def test_ddp_run_records_its_world(ddp_run):
+    _, out = ddp_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["run"]["world_size"] == 2
+    assert manifest["run"]["rank_batch_size"] == 2 and manifest["run"]["global_batch_size"] == 4
+    assert manifest["run"]["backend"] == "gloo"
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert len(state["per_rank"]) == 2  # every rank's RNG is in the checkpoint
+    assert not torch.equal(
+        state["per_rank"][0]["rng"]["torch"], state["per_rank"][1]["rng"]["torch"]
+    )
+
+
+def test_validation_metrics_equal_single_process_metrics(ddp_run, launch_store):
+    """The 2-rank validation at step 12 scored the val nights split over both ranks; one
+    process scoring all of them with the same weights gets exactly the same numbers."""
+    from medscale.data.splits import load_split
+    from medscale.data.torch_data import EvalNights
+    from medscale.store.store import Store
+    from medscale.train.trainer import build_run_model, validate
+
+    config_path, out = ddp_run
+    config = TrainConfig.load(config_path)
+    store = Store(launch_store, read_only=True)
+    split = load_split(out / "split.json", store)
+    val = split.subsets["val"]
+    assert len(val) == 2, "each rank scores one validation night"
+    model, _ = build_run_model(config)
+    model.load_state_dict(load_checkpoint(out / "checkpoints" / "last.pt")["model"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        nights = EvalNights(store, config.data, recordings=val)
+        single = validate(model, nights, "cpu", contextlib.nullcontext)
+    finally:
+        torch.set_num_threads(threads)
+    logged = [r for r in read_records(out / "metrics.jsonl") if r["kind"] == "val"][-1]
+    assert logged["step"] == 12
+    for key in ("kappa", "accuracy", "macro_f1", "mcc", "val_loss", "n_epochs"):
+        assert logged[key] == single[key], key
+
+
+def test_killed_rank_restarts_from_checkpoint_bit_identical(ddp_run, launch_store, tmp_path):
+    """SIGKILL rank 1 after step 5: torchrun restarts both ranks (max_restarts=1), they resume
+    from the step-4 checkpoint and end with the uninterrupted run's weights and metrics."""
+    config, uninterrupted = ddp_run
+    out = tmp_path / "killed"
+    proc = torchrun(config, launch_store, out, "--max_restarts=1")
+    _wait_for_train_step(out, 5, proc)
+    pids = _worker_pids(out)
+    assert set(pids) == {0, 1}, pids
+    os.kill(pids[1], signal.SIGKILL)
+    text = finish(proc)
+    assert proc.returncode == 0, text
+    _assert_same_weights(uninterrupted, out)
+    assert _strip(read_records(out / "metrics.jsonl")) == _strip(
+        read_records(uninterrupted / "metrics.jsonl")
+    )
+    resumes = json.loads((out / "manifest.json").read_text())["run"]["resumes"]
+    assert [r["step"] for r in resumes] in ([4], [8])
+
+
+def test_resume_at_another_world_size(ddp_run, launch_store, tmp_path):
+    """A 2-rank run stopped by SIGTERM resumes on 1 process: the global sample position
+    carries over, and the run finishes at max_steps."""
+    from medscale.launch.train import launch_training
+
+    config, _ = ddp_run
+    out = tmp_path / "moved"
+    proc = torchrun(config, launch_store, out)
+    _wait_for_train_step(out, 5, proc)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it to the ranks: checkpoint, stop
+    finish(proc)
+    stopped = json.loads((out / "result.json").read_text())
+    assert stopped["stopped"] == "SIGTERM" and not stopped["finished"]
+    outcome = launch_training(config, str(launch_store), out, resume=True, progress=False)
+    assert outcome.exit_code == 0 and outcome.result["step"] == 12
+    resume = json.loads((out / "manifest.json").read_text())["run"]["resumes"][-1]
+    assert resume["step"] == stopped["step"]
+    assert (resume["from_world_size"], resume["world_size"]) == (2, 1)
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["sampler"]["global_start"] == (12 % 8) * 4  # 8 steps an epoch of 32 samples
+
+
+def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_path):
+    """Rank 1 frozen (SIGSTOP) mid-run: rank 0's next collective times out after
+    distributed.timeout_s, its stack is dumped to stacks/rank0.txt, and it exits with an
+    error naming the cause, long before torch's default 30 minutes."""
+    config = write_config(
+        tmp_path / "run.yaml",
+        ddp_config(max_steps=400, val_every=1000, distributed={"timeout_s": 4}),
+    )
+    out = tmp_path / "hung"
+    proc = torchrun(config, launch_store, out)
+    _wait_for_train_step(out, 3, proc)
+    pids = _worker_pids(out)
+    os.kill(pids[1], signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    stack_file = out / "stacks" / "rank0.txt"
+    try:
+        while time.monotonic() - frozen_at < 60:
+            if stack_file.is_file() and "File" in stack_file.read_text():
+                break
+            time.sleep(0.2)
+        waited = time.monotonic() - frozen_at
+        assert "File" in stack_file.read_text(), "no stack dump from rank 0"
+        assert waited < 30
+    finally:
+        os.kill(pids[1], signal.SIGCONT)
+    text = finish(proc, timeout=120)
+    assert proc.returncode != 0
+    assert "a collective failed" in text and "stacks" in text, text[-3000:]
+    assert "trainer.py" in stack_file.read_text()
