@@ -198,3 +198,60 @@ def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_p
     assert proc.returncode != 0
     assert "a collective failed" in text and "stacks" in text, text[-3000:]
     assert "trainer.py" in stack_file.read_text()
+
+
+def _ddp_gradients(rank: int, world: int, port: int, x, y, out: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from medscale.evaluate.inference import masked_cross_entropy
+    from medscale.models import build_model
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    torch.manual_seed(rank)  # rank 1 starts from other weights: DDP must broadcast rank 0's
+    model = build_model("usleep-small", depth=3, init_filters=4, in_channels=2)
+    ddp = DistributedDataParallel(model)
+    loss = masked_cross_entropy(ddp(x[rank::world]), y[rank::world])
+    loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    torch.save({"grads": grads, "weights": model.state_dict()}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_gradient_is_the_mean_of_the_ranks_shares(tmp_path):
+    """Two gloo ranks, each with its strided half of a batch of 8 windows: every rank ends
+    with rank 0's weights and the mean of the two halves' gradients, as one process computes
+    them half by half."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from medscale.evaluate.inference import masked_cross_entropy
+    from medscale.models import build_model
+
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 2, 2 * 30 * 128, generator=generator)
+    y = torch.randint(0, 5, (8, 2), generator=generator)
+    y[0, 1] = -1  # an UNKNOWN epoch is masked alike everywhere
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_gradients, args=(2, port, x, y, str(tmp_path)), nprocs=2, join=True)
+
+    torch.manual_seed(0)
+    model = build_model("usleep-small", depth=3, init_filters=4, in_channels=2)
+    expected = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for rank in range(2):
+        model.zero_grad()
+        masked_cross_entropy(model(x[rank::2]), y[rank::2]).backward()
+        for name, p in model.named_parameters():
+            expected[name] += p.grad / 2
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, value in expected.items():
+        for got in ranks:
+            torch.testing.assert_close(got["grads"][name], value, rtol=1e-4, atol=1e-6)
+    for name, tensor in ranks[1]["weights"].items():
+        if tensor.is_floating_point() and "running" not in name:
+            assert torch.equal(tensor, ranks[0]["weights"][name]), name
