@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import yaml
 
 from medscale.ingest import ingest
 from medscale.synth import synthesize_nights
+from medscale.train import load_checkpoint
+from medscale.train.metrics_log import TIMING_COLUMNS, read_records
 from tests.train.conftest import tiny_config
 
 #: One intra-op thread per rank: bits depend on the thread count (docs/scaling.md).
@@ -59,3 +63,66 @@ def torchrun(
 def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
     out, _ = proc.communicate(timeout=timeout)
     return out.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def ddp_run(launch_store, tmp_path_factory) -> tuple[Path, Path]:
+    """An uninterrupted 2-rank torchrun run of `ddp_config`: (config path, run folder)."""
+    root = tmp_path_factory.mktemp("ddp")
+    config = write_config(root / "run.yaml", ddp_config())
+    out = root / "run"
+    proc = torchrun(config, launch_store, out)
+    text = finish(proc)
+    assert proc.returncode == 0, text
+    return config, out
+
+
+def worker_pids(out: Path) -> dict[int, int]:
+    """rank -> pid of the worker processes training into ``out``."""
+    pids = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"medscale.launch.worker" not in cmdline or str(out).encode() not in cmdline:
+                continue
+            if b"torch.distributed.run" in cmdline:
+                continue
+            environ = dict(
+                item.split(b"=", 1)
+                for item in (entry / "environ").read_bytes().split(b"\0")
+                if b"=" in item
+            )
+            pids[int(environ[b"RANK"])] = int(entry.name)
+        except (OSError, KeyError, ValueError):
+            continue
+    return pids
+
+
+def wait_for_train_step(out: Path, step: int, proc, timeout: float = 180) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = [r["step"] for r in read_records(out / "metrics.jsonl") if r["kind"] == "train"]
+        if steps and steps[-1] >= step:
+            return steps[-1]
+        assert proc.poll() is None, finish(proc)
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no step {step} in time")
+
+
+def strip_timing(records):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in records]
+
+
+def assert_same_weights(a: Path, b: Path, steps: int = 12) -> None:
+    import torch
+
+    wa = load_checkpoint(a / "checkpoints" / "last.pt")
+    wb = load_checkpoint(b / "checkpoints" / "last.pt")
+    assert wa["step"] == wb["step"] == steps
+    for name in wa["model"]:
+        assert torch.equal(wa["model"][name], wb["model"][name]), name
+    ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
+    assert ra["weights_sha256"] == rb["weights_sha256"]

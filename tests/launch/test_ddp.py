@@ -10,79 +10,26 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from medscale.train import TrainConfig, load_checkpoint  # noqa: E402
-from medscale.train.metrics_log import TIMING_COLUMNS, read_records  # noqa: E402
+from medscale.train.metrics_log import read_records  # noqa: E402
 
-from .conftest import ddp_config, finish, torchrun, write_config  # noqa: E402
+from .conftest import (  # noqa: E402
+    assert_same_weights,
+    ddp_config,
+    finish,
+    strip_timing,
+    torchrun,
+    wait_for_train_step,
+    worker_pids,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
-
-
-@pytest.fixture(scope="module")
-def ddp_run(launch_store, tmp_path_factory) -> tuple[Path, Path]:
-    """An uninterrupted 2-rank run of `ddp_config`: (config path, run folder)."""
-    root = tmp_path_factory.mktemp("ddp")
-    config = write_config(root / "run.yaml", ddp_config())
-    out = root / "run"
-    proc = torchrun(config, launch_store, out)
-    text = finish(proc)
-    assert proc.returncode == 0, text
-    return config, out
-
-
-def _worker_pids(out: Path) -> dict[int, int]:
-    """rank -> pid of the worker processes training into ``out``."""
-    pids = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"medscale.launch.worker" not in cmdline or str(out).encode() not in cmdline:
-                continue
-            if b"torch.distributed.run" in cmdline:
-                continue
-            environ = dict(
-                item.split(b"=", 1)
-                for item in (entry / "environ").read_bytes().split(b"\0")
-                if b"=" in item
-            )
-            pids[int(environ[b"RANK"])] = int(entry.name)
-        except (OSError, KeyError, ValueError):
-            continue
-    return pids
-
-
-def _wait_for_train_step(out: Path, step: int, proc, timeout: float = 180) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = [r["step"] for r in read_records(out / "metrics.jsonl") if r["kind"] == "train"]
-        if steps and steps[-1] >= step:
-            return steps[-1]
-        assert proc.poll() is None, finish(proc)
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"no step {step} in time")
-
-
-def _strip(records):
-    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in records]
-
-
-def _assert_same_weights(a: Path, b: Path) -> None:
-    wa = load_checkpoint(a / "checkpoints" / "last.pt")
-    wb = load_checkpoint(b / "checkpoints" / "last.pt")
-    assert wa["step"] == wb["step"] == 12
-    for name in wa["model"]:
-        assert torch.equal(wa["model"][name], wb["model"][name]), name
-    ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
-    assert ra["weights_sha256"] == rb["weights_sha256"]
 
 
 def test_ddp_run_records_its_world(ddp_run):
@@ -133,14 +80,14 @@ def test_killed_rank_restarts_from_checkpoint_bit_identical(ddp_run, launch_stor
     config, uninterrupted = ddp_run
     out = tmp_path / "killed"
     proc = torchrun(config, launch_store, out, "--max_restarts=1")
-    _wait_for_train_step(out, 5, proc)
-    pids = _worker_pids(out)
+    wait_for_train_step(out, 5, proc)
+    pids = worker_pids(out)
     assert set(pids) == {0, 1}, pids
     os.kill(pids[1], signal.SIGKILL)
     text = finish(proc)
     assert proc.returncode == 0, text
-    _assert_same_weights(uninterrupted, out)
-    assert _strip(read_records(out / "metrics.jsonl")) == _strip(
+    assert_same_weights(uninterrupted, out)
+    assert strip_timing(read_records(out / "metrics.jsonl")) == strip_timing(
         read_records(uninterrupted / "metrics.jsonl")
     )
     resumes = json.loads((out / "manifest.json").read_text())["run"]["resumes"]
@@ -155,7 +102,7 @@ def test_resume_at_another_world_size(ddp_run, launch_store, tmp_path):
     config, _ = ddp_run
     out = tmp_path / "moved"
     proc = torchrun(config, launch_store, out)
-    _wait_for_train_step(out, 5, proc)
+    wait_for_train_step(out, 5, proc)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it to the ranks: checkpoint, stop
     finish(proc)
     stopped = json.loads((out / "result.json").read_text())
@@ -179,8 +126,8 @@ def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_p
     )
     out = tmp_path / "hung"
     proc = torchrun(config, launch_store, out)
-    _wait_for_train_step(out, 3, proc)
-    pids = _worker_pids(out)
+    wait_for_train_step(out, 3, proc)
+    pids = worker_pids(out)
     os.kill(pids[1], signal.SIGSTOP)
     frozen_at = time.monotonic()
     stack_file = out / "stacks" / "rank0.txt"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -47,7 +48,7 @@ SESSION_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 #: turned back into the eth0 address). `connect` checks the node address after starting.
 LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
-#: Ray's variables for token authentication (on by default for a new local Ray since 2.5x).
+#: Ray's variables for token authentication (on by default for a new local Ray in 2.60).
 AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 #: Where `train_on_ray` keeps Ray Train's own files, inside the run folder.
@@ -127,6 +128,19 @@ def _reload_auth_settings() -> None:
         pass
 
 
+def _loopback_collectives_env() -> dict[str, str]:
+    """Training workers of a private Ray meet over loopback too: gloo and NCCL otherwise
+    listen on the interface the hostname resolves to. Settings the user made are kept."""
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    if not names:
+        return {}
+    return {
+        var: names[0]
+        for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
+        if var not in os.environ
+    }
+
+
 def _cluster_cpus(ray: Any) -> float:
     return float(ray.cluster_resources().get("CPU", 0.0))
 
@@ -145,49 +159,69 @@ def connect(config: RayConfig | None = None) -> Iterator[RaySession]:
     config = config or RayConfig()
     ray = _import_ray()
     if ray.is_initialized():
-        yield RaySession(_current_address(ray), started=False, cpus=_cluster_cpus(ray))
+        yield _reuse(ray, config)
         return
-    if config.address is None:
-        with _private_session(ray, config) as session:
+    opened = _private_session if config.address is None else _cluster_session
+    with opened(ray, config) as session:
+        _active.append((config.address, session))
+        try:
             yield session
-    else:
-        with _cluster_session(ray, config) as session:
-            yield session
+        finally:
+            _active.pop()
 
 
-def _current_address(ray: Any) -> str:
-    try:
-        return str(ray.get_runtime_context().gcs_address)
-    except Exception:  # Ray Client has no GCS address here
-        return "connected"
+#: The sessions `connect` opened and holds now, innermost last: (address asked, session).
+_active: list[tuple[str | None, RaySession]] = []
+
+
+def _reuse(ray: Any, config: RayConfig) -> RaySession:
+    """The session this process is in, if ``config`` may use it: any one for a null address
+    (Ray runs already), else only the one at the same address."""
+    if _active:
+        asked, session = _active[-1]
+    else:  # connected by someone else (ray.init)
+        try:
+            address = str(ray.get_runtime_context().gcs_address)
+        except Exception:  # Ray Client has no GCS address here
+            address = "an existing Ray session"
+        asked, session = address, RaySession(address, False, _cluster_cpus(ray))
+    if config.address is not None and config.address not in (asked, session.address):
+        raise LaunchError(
+            f"this process is already connected to Ray at {session.address}; it cannot also "
+            f"join {config.address} (one Ray session per process)"
+        )
+    return dataclasses.replace(session, started=False, cpus=_cluster_cpus(ray))
 
 
 @contextlib.contextmanager
 def _private_session(ray: Any, config: RayConfig) -> Iterator[RaySession]:
     wanted = math.ceil(config.num_workers * config.cpus_per_worker)
     cpus = max(os.cpu_count() or 1, wanted)
-    env = {**SESSION_ENV, **_private_auth_env()}
-    # RAY_ADDRESS would make ray.init join that cluster; "local" always starts a new one.
-    with _patched_env(env), _local_only():
-        _reload_auth_settings()
-        started = time.perf_counter()
-        context = ray.init(
-            address="local",
-            num_cpus=cpus,
-            include_dashboard=False,
-            _node_ip_address=LOOPBACK,
-        )
-        try:
-            node_ip = context.address_info["node_ip_address"]
-            if not is_loopback(node_ip):  # fail closed if Ray ignores the switch one day
-                raise LaunchError(
-                    f"the private Ray took {node_ip} as its address instead of {LOOPBACK}; "
-                    "refusing to run with listeners outside loopback"
-                )
-            log.info("private Ray on %s up in %.1f s", node_ip, time.perf_counter() - started)
-            yield RaySession(context.address_info["gcs_address"], True, _cluster_cpus(ray))
-        finally:
-            ray.shutdown()
+    env = {**SESSION_ENV, **_private_auth_env(), **_loopback_collectives_env()}
+    try:
+        with _patched_env(env), _local_only():
+            _reload_auth_settings()
+            started = time.perf_counter()
+            # RAY_ADDRESS would make ray.init join that cluster; "local" starts a new one.
+            context = ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                _node_ip_address=LOOPBACK,
+            )
+            try:
+                node_ip = context.address_info["node_ip_address"]
+                if not is_loopback(node_ip):  # fail closed if Ray ignores the switch one day
+                    raise LaunchError(
+                        f"the private Ray took {node_ip} as its address instead of "
+                        f"{LOOPBACK}; refusing to run with listeners outside loopback"
+                    )
+                log.info("private Ray on %s up in %.1fs", node_ip, time.perf_counter() - started)
+                yield RaySession(context.address_info["gcs_address"], True, _cluster_cpus(ray))
+            finally:
+                ray.shutdown()
+    finally:
+        _reload_auth_settings()  # as the environment is again, for a later session
 
 
 def split_address(address: str) -> tuple[str, int, bool]:
@@ -226,7 +260,7 @@ def wait_for_port(host: str, port: int, deadline: float, address: str) -> None:
             time.sleep(min(_TCP_RETRY_S, max(0.0, deadline - time.monotonic())))
 
 
-def _init_before(ray: Any, deadline: float, address: str, **kwargs: Any) -> Any:
+def _init_before(ray: Any, deadline: float, shown: str, **kwargs: Any) -> Any:
     """ray.init(**kwargs), given up at ``deadline``: against a port that accepts TCP but is
     no Ray head, Ray retries for minutes. A late success is shut down again."""
     box: dict[str, Any] = {}
@@ -254,11 +288,11 @@ def _init_before(ray: Any, deadline: float, address: str, **kwargs: Any) -> Any:
     if thread.is_alive():
         gave_up.set()
         raise LaunchError(
-            f"Ray at {address} accepts connections but did not let this driver join in "
+            f"Ray at {shown} accepts connections but did not let this driver join in "
             "time; is it a Ray head of the same Ray version (and token, if it uses one)?"
         )
     if "error" in box:
-        raise LaunchError(f"could not join Ray at {address}: {box['error']}") from box["error"]
+        raise LaunchError(f"could not join Ray at {shown}: {box['error']}") from box["error"]
     return box["context"]
 
 
@@ -284,13 +318,16 @@ def _cluster_session(ray: Any, config: RayConfig) -> Iterator[RaySession]:
         # same node address, or Ray looks for a raylet on eth0 and waits.
         kwargs["_node_ip_address"] = LOOPBACK
         local = _local_only()
-    with _patched_env(SESSION_ENV), local:
+    try:
+        with _patched_env(SESSION_ENV), local:
+            _reload_auth_settings()
+            _init_before(ray, deadline, address, **kwargs)
+            try:
+                yield RaySession(address, started=False, cpus=_cluster_cpus(ray))
+            finally:
+                ray.shutdown()  # disconnects; the cluster is not ours to stop
+    finally:
         _reload_auth_settings()
-        _init_before(ray, deadline, address, **kwargs)
-        try:
-            yield RaySession(address, started=False, cpus=_cluster_cpus(ray))
-        finally:
-            ray.shutdown()
 
 
 # --- training ------------------------------------------------------------------------
@@ -309,7 +346,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
     from medscale.launch.worker import run_rank
 
     # One intra-op thread per reserved CPU: the bits depend on the thread count, and a
-    # worker that used every core would fight its peers.
+    # worker that used every core would fight its peers (the variable: for its subprocesses).
     threads = max(1, int(loop_config["cpus_per_worker"]))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -325,6 +362,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
         loop_config["out_dir"],
         resume=loop_config["resume"],
         progress=loop_config["progress"],
+        max_steps=loop_config["max_steps"],
     )
 
 
@@ -336,6 +374,7 @@ def train_on_ray(
     resume: bool = False,
     ray_config: RayConfig | None = None,
     max_failures: int = 0,
+    max_steps: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train ``config_path`` on ``store`` into ``out_dir`` with ``ray_config.num_workers``
@@ -344,8 +383,9 @@ def train_on_ray(
     Every worker calls `medscale.launch.worker.run_rank` with ``resume=True``, so a restart
     after a worker died (``max_failures``) continues from the last checkpoint; whether
     ``out_dir`` may be started fresh is checked here, once, before. Ray Train's own files go
-    to ``out_dir/ray``. Returns ``result.json``'s step, finished flag and weights hash, with
-    the world size and the run folder.
+    to ``out_dir/ray``. ``max_steps`` overrides the config's. Returns ``result.json``'s step,
+    finished flag (false: stopped by SIGTERM, checkpointed; resume to continue) and weights
+    hash, with the world size and the run folder.
     """
     from medscale.train import TrainConfig
     from medscale.train.trainer import check_run_dir
@@ -370,12 +410,13 @@ def train_on_ray(
                 "out_dir": str(run_dir),
                 "resume": True,
                 "progress": progress,
+                "max_steps": max_steps,
                 "cpus_per_worker": ray_config.cpus_per_worker,
                 "use_gpu": ray_config.use_gpu,
             },
             torch_config=TorchConfig(
                 backend=None if backend == "auto" else backend,
-                timeout_s=int(math.ceil(train_config.distributed.timeout_s)),
+                timeout_s=math.ceil(train_config.distributed.timeout_s),
             ),
             scaling_config=ScalingConfig(
                 num_workers=ray_config.num_workers,
@@ -394,19 +435,18 @@ def train_on_ray(
             raise LaunchError(
                 f"Ray training into {run_dir} failed: {exc} (Ray's logs: {run_dir / 'ray'})"
             ) from exc
-    return _summary(run_dir, ray_config.num_workers)
+    return _summary(run_dir)
 
 
-def _summary(run_dir: Path, world_size: int) -> dict[str, Any]:
-    import json
-
+def _summary(run_dir: Path) -> dict[str, Any]:
     result_path = run_dir / "result.json"
     if not result_path.is_file():
         raise LaunchError(f"Ray training ended but wrote no {result_path}")
     result = json.loads(result_path.read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
     return {
         "run_dir": str(run_dir),
-        "world_size": world_size,
+        "world_size": manifest["run"]["world_size"],
         "step": result["step"],
         "finished": result["finished"],
         "stopped": result["stopped"],
@@ -466,26 +506,31 @@ def _run_tasks(
     queue = list(reversed(units))
     running: dict[Any, IngestUnit] = {}
     stop: BaseException | None = None
-    while running or (queue and stop is None):
-        while queue and stop is None and len(running) < limit:
-            unit = _absolute_unit(queue.pop()) if local_source else queue.pop()
-            running[task.remote(job_ref, unit)] = unit
-        done, _ = ray.wait(list(running), num_returns=1)
-        for ref in done:
-            unit = running.pop(ref)
-            try:
-                report = ray.get(ref)
-            except RayTaskError as exc:  # the task raised: hand on the original error
-                stop = stop or _cause(exc)
-                continue
-            except RayError as exc:  # the worker process or its node died
-                stop = stop or StoreWriteFailed(
-                    f"the Ray worker converting {unit.recording_id} died ({type(exc).__name__}:"
-                    f" {str(exc).splitlines()[0] if str(exc) else ''}); finished recordings are "
-                    "kept, rerun to continue"
-                )
-                continue
-            on_done(report)
+    try:
+        while running or (queue and stop is None):
+            while queue and stop is None and len(running) < limit:
+                unit = _absolute_unit(queue.pop()) if local_source else queue.pop()
+                running[task.remote(job_ref, unit)] = unit
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                unit = running.pop(ref)
+                try:
+                    report = ray.get(ref)
+                except RayTaskError as exc:  # the task raised: hand on the original error
+                    stop = stop or _cause(exc)
+                    continue
+                except RayError as exc:  # the worker process or its node died
+                    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    stop = stop or StoreWriteFailed(
+                        f"the Ray worker converting {unit.recording_id} died "
+                        f"({type(exc).__name__}: {first_line}); finished recordings are kept, "
+                        "rerun to continue"
+                    )
+                    continue
+                on_done(report)
+    finally:
+        for ref in running:  # interrupted: tasks on a cluster would run on (commits are atomic)
+            ray.cancel(ref)
     if stop is not None:
         raise stop
 
