@@ -24,7 +24,9 @@ def code_block_after(heading: str, language: str) -> str:
 @pytest.mark.slow
 def test_command_line_examples_run(tmp_path, monkeypatch):
     (tmp_path / "src").symlink_to(REPO / "src")
-    for line in code_block_after("## The command line", "bash").splitlines():
+    commands = code_block_after("## The command line", "bash").splitlines()
+    commands += code_block_after("## Scale-out", "bash").splitlines()
+    for line in commands:
         command = line.split("#", 1)[0].strip()
         if not command:
             continue
