@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medscale.errors import LaunchError
+from medscale.errors import LaunchError, MedscaleError
 from medscale.ingest.plan import IngestUnit
 from medscale.ingest.report import UnitReport
 from medscale.ingest.run import StoreWriteFailed, UnitJob, UnitRunner
@@ -390,7 +390,9 @@ def train_on_ray(
     from medscale.train import TrainConfig
     from medscale.train.trainer import check_run_dir
 
-    config_file = Path(config_path).resolve()
+    from medscale.launch.train import config_reference
+
+    config_file = config_reference(config_path)  # a bundled name stays a name
     train_config = TrainConfig.load(config_file)
     ray_config = ray_config or train_config.ray
     run_dir = Path(out_dir).resolve()
@@ -405,7 +407,7 @@ def train_on_ray(
         trainer = TorchTrainer(
             _train_loop,
             train_loop_config={
-                "config_path": str(config_file),
+                "config_path": config_file,
                 "store": _absolute(store),
                 "out_dir": str(run_dir),
                 "resume": True,
@@ -432,8 +434,13 @@ def train_on_ray(
         try:
             trainer.fit()
         except TrainingFailedError as exc:
+            failures = getattr(exc, "worker_failures", None) or {}
+            first = failures[min(failures)] if failures else None
+            if isinstance(first, MedscaleError):  # bad input: reported as a local run does
+                raise first from exc
             raise LaunchError(
-                f"Ray training into {run_dir} failed: {exc} (Ray's logs: {run_dir / 'ray'})"
+                f"Ray training into {run_dir} failed: {exc} (Ray Train's files: "
+                f"{run_dir / RAY_STORAGE_DIR})"
             ) from exc
     return _summary(run_dir)
 

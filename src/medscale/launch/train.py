@@ -125,15 +125,19 @@ def launch_training(
 
     from medscale.launch.ray import train_on_ray
 
-    if max_steps is not None:
-        raise SpecError("--max-steps is not passed to Ray workers: set max_steps in the config")
-
     ray_config = train_config.ray
     if ray_address is not None:
         ray_config = ray_config.model_copy(update={"address": ray_address})
     if nproc != 1:
         ray_config = ray_config.model_copy(update={"num_workers": nproc})
-    summary = train_on_ray(config_ref, store_ref, out_dir, resume=resume, ray_config=ray_config)
-    result = _read_result(out_dir)
-    finished = bool(result and result.get("finished"))
-    return LaunchOutcome(launcher, 0 if finished else 1, result, notes=[str(summary)])
+    summary = train_on_ray(
+        config_ref,
+        store_ref,
+        out_dir,
+        resume=resume,
+        ray_config=ray_config,
+        max_steps=max_steps,
+        progress=progress,
+    )
+    code = 0 if summary["finished"] else 3  # not finished: stopped with a checkpoint
+    return LaunchOutcome(launcher, code, _read_result(out_dir))
