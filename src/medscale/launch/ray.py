@@ -387,10 +387,9 @@ def train_on_ray(
     finished flag (false: stopped by SIGTERM, checkpointed; resume to continue) and weights
     hash, with the world size and the run folder.
     """
+    from medscale.launch.train import config_reference
     from medscale.train import TrainConfig
     from medscale.train.trainer import check_run_dir
-
-    from medscale.launch.train import config_reference
 
     config_file = config_reference(config_path)  # a bundled name stays a name
     train_config = TrainConfig.load(config_file)
