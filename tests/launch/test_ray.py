@@ -30,6 +30,7 @@ pytest.importorskip("torch")
 
 import yaml  # noqa: E402
 
+from medscale.cli.main import main  # noqa: E402
 from medscale.errors import LaunchError, SpecError  # noqa: E402
 from medscale.ingest import ingest  # noqa: E402
 from medscale.ingest.run import StoreWriteFailed, UnitJob  # noqa: E402
@@ -316,8 +317,11 @@ def test_torchtrainer_matches_torchrun_bitwise(ray_session, ray_data, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    try:
-        summary = train_on_ray(config, store, tmp_path / "ray", ray_config=RayConfig())
+    try:  # through the command line: medscale train ... --launcher ray --nproc 2
+        code = main(
+            ["train", str(config), "--store", str(store), "--out", str(tmp_path / "ray"),
+             "--launcher", "ray", "--nproc", "2", "-q"]
+        )  # fmt: skip
     finally:
         text = reference.communicate(timeout=300)[0].decode(errors="replace")
     assert reference.returncode == 0, text[-3000:]
@@ -326,9 +330,8 @@ def test_torchtrainer_matches_torchrun_bitwise(ray_session, ray_data, tmp_path):
     result = json.loads((run / "result.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())
     expected = json.loads((tmp_path / "torchrun" / "result.json").read_text())
-    assert summary["finished"] and summary["step"] == 8 and summary["world_size"] == 2
+    assert code == 0 and result["finished"] and result["step"] == 8
     assert manifest["run"]["world_size"] == 2
-    assert result["weights_sha256"] == summary["weights_sha256"]
     assert result["weights_sha256"] == expected["weights_sha256"]
     assert (run / "ray").is_dir()  # Ray Train's files stay inside the run folder
     # A fresh start never overwrites a run (refused before Ray is asked for anything).
