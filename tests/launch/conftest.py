@@ -77,29 +77,6 @@ def ddp_run(launch_store, tmp_path_factory) -> tuple[Path, Path]:
     return config, out
 
 
-def worker_pids(out: Path) -> dict[int, int]:
-    """rank -> pid of the worker processes training into ``out``."""
-    pids = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"medscale.launch.worker" not in cmdline or str(out).encode() not in cmdline:
-                continue
-            if b"torch.distributed.run" in cmdline:
-                continue
-            environ = dict(
-                item.split(b"=", 1)
-                for item in (entry / "environ").read_bytes().split(b"\0")
-                if b"=" in item
-            )
-            pids[int(environ[b"RANK"])] = int(entry.name)
-        except (OSError, KeyError, ValueError):
-            continue
-    return pids
-
-
 def wait_for_train_step(out: Path, step: int, proc, timeout: float = 180) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from medscale.testing import worker_pids  # noqa: E402
 from medscale.train import TrainConfig, load_checkpoint  # noqa: E402
 from medscale.train.metrics_log import read_records  # noqa: E402
 
@@ -25,7 +26,6 @@ from .conftest import (  # noqa: E402
     strip_timing,
     torchrun,
     wait_for_train_step,
-    worker_pids,
     write_config,
 )
 
