@@ -67,7 +67,7 @@ def run_rank(
                 rendezvous_timeout_s=config.distributed.rendezvous_timeout_s,
             )
     try:
-        return train(
+        result = train(
             config,
             store,
             out_dir,
@@ -76,6 +76,9 @@ def run_rank(
             rank=rank,
             world_size=world_size,
         )
+        if world_size > 1:  # no rank exits (and gets its node's step killed) before rank 0
+            dist.barrier()  # has written the checkpoint and result.json
+        return result
     except RuntimeError as exc:
         if world_size > 1 and not isinstance(exc, MedscaleError):
             raise RuntimeError(
