@@ -473,11 +473,9 @@ def _run(
     )
 
     lr_world = world_lr_scale(config, world_size)
-    warmup = config.distributed.lr_warmup_steps
 
     def factor(step: int) -> float:
-        ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
-        return lr_factor(config, step) * (1.0 + (lr_world - 1.0) * ramp)
+        return lr_multiplier(config, step, world_size)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -865,6 +863,15 @@ def world_lr_scale(config: TrainConfig, world_size: int) -> float:
     if kind == "sqrt":
         return math.sqrt(world_size)
     return 1.0
+
+
+def lr_multiplier(config: TrainConfig, step: int, world_size: int) -> float:
+    """The schedule's factor times the world-size scaling, the latter reached by a linear
+    ramp over ``distributed.lr_warmup_steps`` (from the base rate to the scaled one)."""
+    scale = world_lr_scale(config, world_size)
+    warmup = config.distributed.lr_warmup_steps
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return lr_factor(config, step) * (1.0 + (scale - 1.0) * ramp)
 
 
 def _agree(flags: list[bool], device: Any) -> list[bool]:
