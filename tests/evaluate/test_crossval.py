@@ -146,6 +146,7 @@ def test_unknown_baseline_is_refused(synth_store, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # 8 folds of 100 steps: ~420 s alone, over 600 s on a busy machine
 def test_loso_on_dreams_beats_chance_beside_yasa(shared_data, tmp_path):
     source = shared_data / "dreams_spindles"
     if not source.is_dir():
