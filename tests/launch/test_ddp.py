@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +117,13 @@ def test_resume_at_another_world_size(ddp_run, launch_store, tmp_path):
     assert state["sampler"]["global_start"] == (12 % 8) * 4  # 8 steps an epoch of 32 samples
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_path):
     """Rank 1 frozen (SIGSTOP) mid-run: rank 0's next collective times out after
     distributed.timeout_s, its stack is dumped to stacks/rank0.txt, and it exits with an
@@ -139,6 +147,10 @@ def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_p
         waited = time.monotonic() - frozen_at
         assert "File" in stack_file.read_text(), "no stack dump from rank 0"
         assert waited < 30
+        # The dump comes first; keep rank 1 frozen until rank 0's collective has failed too.
+        while _running(pids[0]) and time.monotonic() - frozen_at < 60:
+            time.sleep(0.2)
+        assert not _running(pids[0]), "rank 0 still waits after 60 s"
     finally:
         os.kill(pids[1], signal.SIGCONT)
     text = finish(proc, timeout=120)
