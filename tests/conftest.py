@@ -38,3 +38,15 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data folder {path} is absent (set MEDSCALE_SHARED_DATA to point at it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def train_store(tmp_path_factory) -> Path:
+    """Four half-hour surrogate nights, one subject each, ingested (training and launch tests)."""
+    from medscale.ingest import ingest
+    from medscale.synth import synthesize_nights
+
+    root = tmp_path_factory.mktemp("train-store")
+    synthesize_nights(root / "nights", 4, seed=11, duration_h=0.5, progress=False)
+    ingest("synthetic", root / "nights", root / "store", progress=False)
+    return root / "store"

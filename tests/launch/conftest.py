@@ -13,22 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from medscale.ingest import ingest
-from medscale.synth import synthesize_nights
 from medscale.train import load_checkpoint
 from medscale.train.metrics_log import TIMING_COLUMNS, read_records
 from tests.train.conftest import tiny_config
 
 #: One intra-op thread per rank: bits depend on the thread count (docs/scaling.md).
 RANK_ENV = {"OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-
-
-@pytest.fixture(scope="session")
-def launch_store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("launch-store")
-    synthesize_nights(root / "nights", 4, seed=11, duration_h=0.5, progress=False)
-    ingest("synthetic", root / "nights", root / "store", progress=False)
-    return root / "store"
 
 
 def ddp_config(**overrides: Any) -> dict[str, Any]:
@@ -66,12 +56,12 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
 
 
 @pytest.fixture(scope="session")
-def ddp_run(launch_store, tmp_path_factory) -> tuple[Path, Path]:
+def ddp_run(train_store, tmp_path_factory) -> tuple[Path, Path]:
     """An uninterrupted 2-rank torchrun run of `ddp_config`: (config path, run folder)."""
     root = tmp_path_factory.mktemp("ddp")
     config = write_config(root / "run.yaml", ddp_config())
     out = root / "run"
-    proc = torchrun(config, launch_store, out)
+    proc = torchrun(config, train_store, out)
     text = finish(proc)
     assert proc.returncode == 0, text
     return config, out

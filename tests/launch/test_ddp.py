@@ -46,7 +46,7 @@ def test_ddp_run_records_its_world(ddp_run):
     )
 
 
-def test_validation_metrics_equal_single_process_metrics(ddp_run, launch_store):
+def test_validation_metrics_equal_single_process_metrics(ddp_run, train_store):
     """The 2-rank validation at step 12 scored the val nights split over both ranks; one
     process scoring all of them with the same weights gets exactly the same numbers."""
     from medscale.data.splits import load_split
@@ -56,7 +56,7 @@ def test_validation_metrics_equal_single_process_metrics(ddp_run, launch_store):
 
     config_path, out = ddp_run
     config = TrainConfig.load(config_path)
-    store = Store(launch_store, read_only=True)
+    store = Store(train_store, read_only=True)
     split = load_split(out / "split.json", store)
     val = split.subsets["val"]
     assert len(val) == 2, "each rank scores one validation night"
@@ -75,12 +75,12 @@ def test_validation_metrics_equal_single_process_metrics(ddp_run, launch_store):
         assert logged[key] == single[key], key
 
 
-def test_killed_rank_restarts_from_checkpoint_bit_identical(ddp_run, launch_store, tmp_path):
+def test_killed_rank_restarts_from_checkpoint_bit_identical(ddp_run, train_store, tmp_path):
     """SIGKILL rank 1 after step 5: torchrun restarts both ranks (max_restarts=1), they resume
     from the step-4 checkpoint and end with the uninterrupted run's weights and metrics."""
     config, uninterrupted = ddp_run
     out = tmp_path / "killed"
-    proc = torchrun(config, launch_store, out, "--max_restarts=1")
+    proc = torchrun(config, train_store, out, "--max_restarts=1")
     wait_for_train_step(out, 5, proc)
     pids = worker_pids(out)
     assert set(pids) == {0, 1}, pids
@@ -95,20 +95,20 @@ def test_killed_rank_restarts_from_checkpoint_bit_identical(ddp_run, launch_stor
     assert [r["step"] for r in resumes] in ([4], [8])
 
 
-def test_resume_at_another_world_size(ddp_run, launch_store, tmp_path):
+def test_resume_at_another_world_size(ddp_run, train_store, tmp_path):
     """A 2-rank run stopped by SIGTERM resumes on 1 process: the global sample position
     carries over, and the run finishes at max_steps."""
     from medscale.launch.train import launch_training
 
     config, _ = ddp_run
     out = tmp_path / "moved"
-    proc = torchrun(config, launch_store, out)
+    proc = torchrun(config, train_store, out)
     wait_for_train_step(out, 5, proc)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it to the ranks: checkpoint, stop
     finish(proc)
     stopped = json.loads((out / "result.json").read_text())
     assert stopped["stopped"] == "SIGTERM" and not stopped["finished"]
-    outcome = launch_training(config, str(launch_store), out, resume=True, progress=False)
+    outcome = launch_training(config, str(train_store), out, resume=True, progress=False)
     assert outcome.exit_code == 0 and outcome.result["step"] == 12
     resume = json.loads((out / "manifest.json").read_text())["run"]["resumes"][-1]
     assert resume["step"] == stopped["step"]
@@ -124,7 +124,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_path):
+def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(train_store, tmp_path):
     """Rank 1 frozen (SIGSTOP) mid-run: rank 0's next collective times out after
     distributed.timeout_s, its stack is dumped to stacks/rank0.txt, and it exits with an
     error naming the cause, long before torch's default 30 minutes."""
@@ -133,7 +133,7 @@ def test_hung_peer_dumps_stacks_and_fails_instead_of_hanging(launch_store, tmp_p
         ddp_config(max_steps=400, val_every=1000, distributed={"timeout_s": 4}),
     )
     out = tmp_path / "hung"
-    proc = torchrun(config, launch_store, out)
+    proc = torchrun(config, train_store, out)
     wait_for_train_step(out, 3, proc)
     pids = worker_pids(out)
     os.kill(pids[1], signal.SIGSTOP)

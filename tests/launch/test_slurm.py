@@ -67,12 +67,12 @@ def _log(out: Path) -> str:
     return "\n".join(p.read_text() for p in sorted(out.glob("slurm-*.out")))
 
 
-def test_two_rank_ddp_training_job(slurm_cluster, launch_store, ddp_run, tmp_path):
+def test_two_rank_ddp_training_job(slurm_cluster, train_store, ddp_run, tmp_path):
     """sbatch → srun → torchrun → 2 ranks: the same weights, bit for bit, as the same
     2 ranks under torchrun directly."""
     config, reference = ddp_run
     out = tmp_path / "run"
-    outcome = launch_training(config, str(launch_store), out, launcher="slurm", nproc=2)
+    outcome = launch_training(config, str(train_store), out, launcher="slurm", nproc=2)
     assert outcome.job_id and (out / "train.sbatch").is_file()
     state = wait_for_job(outcome.job_id, timeout_s=300)
     assert state.ok, f"{state}\n{_log(out)}"
@@ -101,7 +101,7 @@ def test_ingest_job_array_gives_the_local_store_and_report(slurm_cluster, tmp_pa
     assert len(logs) == 3  # one array task a recording
 
 
-def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, launch_store, tmp_path):
+def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, train_store, tmp_path):
     """SIGTERM to the batch shell mid-run (what --signal=B:TERM@N or a preemption sends):
     the ranks checkpoint, the job requeues itself, the second start resumes, and the run
     ends with the weights of an uninterrupted run."""
@@ -110,12 +110,12 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm_cluster, launch_st
         ddp_config(max_steps=80, val_every=1000, checkpoint_every=4),
     )
     reference = tmp_path / "reference"
-    proc = torchrun(config, launch_store, reference)
+    proc = torchrun(config, train_store, reference)
     text = finish(proc)
     assert proc.returncode == 0, text
 
     out = tmp_path / "preempted"
-    outcome = launch_training(config, str(launch_store), out, launcher="slurm", nproc=2)
+    outcome = launch_training(config, str(train_store), out, launcher="slurm", nproc=2)
     deadline = time.monotonic() + 120
     while not (out / "metrics.jsonl").is_file():
         assert time.monotonic() < deadline, _log(out)

@@ -1,4 +1,4 @@
-"""A small synthetic store for training tests, and configs sized for a 2-core CPU.
+"""Configs sized for a 2-core CPU, on the `train_store` fixture (tests/conftest.py).
 
 Four half-hour surrogate nights, one subject each: the split puts two in train, one in val and
 one in test. Windows are 2 epochs and validation uses a single channel combination per night
@@ -7,23 +7,11 @@ one in test. Windows are 2 epochs and validation uses a single channel combinati
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from medscale.ingest import ingest
-from medscale.synth import synthesize_nights
-
 pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="session")
-def train_store(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train-store")
-    synthesize_nights(root / "nights", 4, seed=11, duration_h=0.5, progress=False)
-    ingest("synthetic", root / "nights", root / "store", progress=False)
-    return root / "store"
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medscale.errors import LaunchError, MedscaleError
+from medscale.errors import LaunchError, MedscaleError, RendezvousError
 from medscale.ingest.plan import IngestUnit
 from medscale.ingest.report import UnitReport
 from medscale.ingest.run import StoreWriteFailed, UnitJob, UnitRunner
-from medscale.launch.rendezvous import is_loopback
+from medscale.launch.rendezvous import is_loopback, wait_for_listener
 from medscale.train.config import RayConfig
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 #: Where `train_on_ray` keeps Ray Train's own files, inside the run folder.
 RAY_STORAGE_DIR = "ray"
 
-_TCP_RETRY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -241,25 +240,6 @@ def split_address(address: str) -> tuple[str, int, bool]:
     return host, int(port), client
 
 
-def wait_for_port(host: str, port: int, deadline: float, address: str) -> None:
-    """Return once ``host:port`` accepts TCP connections; a `LaunchError` at ``deadline``
-    (time.monotonic). Retries refusals: a head may still be starting."""
-    last: OSError | None = None
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise LaunchError(
-                f"Ray at {address} does not answer ({last or 'timed out'}); is the head "
-                "started (scripts/ray-up.sh, `ray start --head`) and the address right?"
-            )
-        try:
-            with socket.create_connection((host, port), timeout=min(left, 5.0)):
-                return
-        except OSError as exc:
-            last = exc
-            time.sleep(min(_TCP_RETRY_S, max(0.0, deadline - time.monotonic())))
-
-
 def _init_before(ray: Any, deadline: float, shown: str, **kwargs: Any) -> Any:
     """ray.init(**kwargs), given up at ``deadline``: against a port that accepts TCP but is
     no Ray head, Ray retries for minutes. A late success is shut down again."""
@@ -310,7 +290,13 @@ def _cluster_session(ray: Any, config: RayConfig) -> Iterator[RaySession]:
     address = str(config.address)
     host, port, client = split_address(address)
     deadline = time.monotonic() + config.connect_timeout_s
-    wait_for_port(host, port, deadline, address)
+    try:
+        wait_for_listener(host, port, config.connect_timeout_s)
+    except RendezvousError as exc:
+        raise LaunchError(
+            f"Ray at {address} does not answer ({exc}); is the head started "
+            "(scripts/ray-up.sh, `ray start --head`) and the address right?"
+        ) from None
     kwargs: dict[str, Any] = {"address": address}
     local = contextlib.nullcontext()
     if is_loopback(host) and not client:

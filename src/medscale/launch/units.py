@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -27,18 +25,13 @@ from medscale.ingest.plan import IngestUnit, plan_ingest
 from medscale.ingest.report import UnitReport
 from medscale.ingest.run import IngestConfig, StoreWriteFailed, UnitJob, UnitRunner
 from medscale.train.config import SlurmConfig
+from medscale.train.manifest import write_json
 
 JOB_FORMAT = "medscale-ingest-array"
 
 
 def _safe_name(recording_id: str) -> str:
     return recording_id.replace("/", "__")
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    partial.write_text(json.dumps(data))
-    os.replace(partial, path)
 
 
 def job_document(
@@ -91,7 +84,7 @@ def run_task(job_file: str | Path, task: int) -> int:
     for recording_id in wanted:
         report = job.run(by_id[recording_id])
         failed += report.status == "failed"
-        write_json_atomic(asdict(report), results / f"{_safe_name(recording_id)}.json")
+        write_json(asdict(report), results / f"{_safe_name(recording_id)}.json")
     return failed
 
 
@@ -130,7 +123,7 @@ def slurm_runner(
         results.mkdir(parents=True, exist_ok=True)
         tasks = _spread(units, min(max_tasks, len(units)))
         job_file = root / "job.json"
-        write_json_atomic(job_document(spec_ref, job, tasks, results), job_file)
+        write_json(job_document(spec_ref, job, tasks, results), job_file)
         script = ingest_array_script(slurm, job_file, len(tasks), root, max_parallel=max_parallel)
         job_id = submit(script, root / "ingest.sbatch")
         seen: set[str] = set()
