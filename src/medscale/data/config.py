@@ -24,6 +24,12 @@ class ChannelGroup(_Frozen):
     name: str
     types: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
+    #: canonical channel names never drawn for this group (a leave-one-channel-out arm)
+    exclude: tuple[str, ...] = ()
+
+    def matches(self, name: str, channel_type: str) -> bool:
+        """Whether a channel of this canonical name and type belongs to the group."""
+        return name not in self.exclude and (channel_type in self.types or name in self.names)
 
     @model_validator(mode="after")
     def _not_empty(self) -> ChannelGroup:

@@ -158,7 +158,7 @@ class WindowIndex:
             rows += [
                 k
                 for k, c in enumerate(info.channels)
-                if c.type in group.types or c.name in group.names
+                if group.matches(c.name, c.type)
             ]
             offsets.append(len(rows))
         if not rows:

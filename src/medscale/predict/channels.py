@@ -43,7 +43,7 @@ def canonical_name(label: str) -> str | None:
 
 
 def _in_group(group: ChannelGroup, name: str) -> bool:
-    return name in group.names or channel_type(name) in group.types
+    return group.matches(name, channel_type(name))
 
 
 def parse_channel_overrides(items: Sequence[str]) -> dict[str, list[str]]:

@@ -1,0 +1,172 @@
+"""Objectives a campaign can run, and how a trial's training config is made.
+
+``train`` (the default): train the base config with the trial's changes, then score the
+last model on its split's ``test`` subset (whole nights, as ``medscale evaluate`` does).
+``synthetic``: a cheap analytic objective for testing and benchmarking the orchestration
+itself; its values are labelled synthetic in every report.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from medscale.campaign.trial import TrialContext, TrialInterrupted
+from medscale.errors import SpecError
+
+__all__ = ["trial_config", "train_and_test", "synthetic", "OBJECTIVES"]
+
+OBJECTIVES = {
+    "train": "medscale.campaign.objectives:train_and_test",
+    "synthetic": "medscale.campaign.objectives:synthetic",
+}
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    node = data
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"parameter {path!r}: {part!r} is not a section of the config")
+        node = child
+    node[leaf] = value
+
+
+def trial_config(
+    base: dict[str, Any],
+    assignment: dict[str, Any],
+    params: dict[str, Any],
+    *,
+    seed: int,
+    split_file: Path,
+    has_val: bool,
+    leave_out_over: str | None,
+) -> dict[str, Any]:
+    """The training config dict of one trial (validated by `TrainConfig.from_dict` later).
+
+    Grid and Bayesian parameters are dotted config paths (``optimizer.lr``); a left-out
+    channel group is removed, a left-out channel is excluded from every group; a left-out
+    subject or dataset is removed from training by the objective (see `train_and_test`).
+    """
+    data = copy.deepcopy(base)
+    for path, value in params.items():
+        _set_path(data, path, value)
+    data["seed"] = seed
+    data.setdefault("data", {}).pop("seed", None)
+    left_out = assignment.get("leave_out", "all")
+    if left_out != "all" and leave_out_over in ("channels", "channel_groups"):
+        sampling = data["data"].setdefault("sampling", {})
+        groups = sampling.get("channel_groups") or [
+            {"name": "eeg", "types": ["EEG"]},
+            {"name": "eog", "types": ["EOG"]},
+        ]
+        if leave_out_over == "channel_groups":
+            groups = [g for g in groups if g["name"] != left_out]
+        else:
+            groups = [{**g, "exclude": [*g.get("exclude", []), left_out]} for g in groups]
+        sampling["channel_groups"] = groups
+    split = data.setdefault("split", {})
+    split["file"] = str(split_file)
+    split["train_subset"] = "train"
+    if not has_val:
+        split["val_subset"] = None
+    if "fraction" in assignment:
+        data["data_fraction"] = assignment["fraction"]
+    return data
+
+
+def _without(split_file: Path, recordings: set[str], out: Path) -> Path:
+    """A copy of the split whose training recordings (and fractions) lack ``recordings``:
+    the leave-one-subject/dataset-out arm trains without them."""
+    from dataclasses import replace
+
+    from medscale.data.splits import load_split, write_split
+
+    split = load_split(split_file)
+    subsets = {**split.subsets, "train": [r for r in split.subsets["train"] if r not in recordings]}
+    fractions = {k: [r for r in v if r not in recordings] for k, v in split.fractions.items()}
+    return write_split(replace(split, subsets=subsets, fractions=fractions), out)
+
+
+def train_and_test(context: TrialContext) -> dict[str, Any]:
+    """Train the trial's config (resuming its own run if one was interrupted), then score the
+    last model on the split's ``test`` subset."""
+    import torch
+
+    from medscale.data.splits import load_split
+    from medscale.data.torch_data import EvalNights
+    from medscale.evaluate.inference import predict_nights
+    from medscale.evaluate.results import RecordingPrediction, evaluate_predictions
+    from medscale.store.store import Store
+    from medscale.train.config import TrainConfig
+    from medscale.train.trained import load_trained_model
+    from medscale.train.trainer import train
+
+    job = context.job
+    store = Store(job["store"], read_only=True)
+    data = job["config"]
+    if job.get("exclude_recordings"):
+        drop = set(job["exclude_recordings"])
+        out = context.trial_dir / "split.json"
+        data["split"]["file"] = str(_without(Path(data["split"]["file"]), drop, out))
+    config = TrainConfig.from_dict(data, f"trial {context.key}")
+    run_dir = context.run_dir
+    resume = (run_dir / "manifest.json").is_file()
+    result = train(config, store, run_dir, resume=resume, progress=False)
+    if not result.finished:
+        raise TrialInterrupted(f"stopped at step {result.step} ({result.stopped})")
+    test = load_split(config.split.file).subsets.get("test") or []
+    if not test:
+        raise SpecError(f"trial {context.key}: its split has no 'test' recordings to score")
+    trained = load_trained_model(run_dir, which="last")
+    nights = EvalNights(store, trained.config.data, recordings=test)
+    predicted = predict_nights(trained.model, nights, torch.device("cpu"))
+    predictions = [
+        RecordingPrediction(k, k.split("/", 1)[0], night.y_true, night.probabilities)
+        for k, night in sorted(predicted.items())
+    ]
+    evaluation = evaluate_predictions(predictions, n_boot=0 if len(predictions) < 2 else 200)
+    pooled = evaluation.pooled["model"]
+    metrics = {
+        name: float(pooled[name])
+        for name in ("kappa", "macro_f1", "accuracy")
+        if isinstance(pooled.get(name), (int, float))
+    }
+    if context.metric not in metrics:
+        raise SpecError(f"metric {context.metric!r} is not one of {sorted(metrics)}")
+    return {
+        "value": metrics[context.metric],
+        **metrics,
+        "steps": result.step,
+        "train_seconds": result.train_seconds,
+        "test_recordings": len(predictions),
+    }
+
+
+def synthetic(context: TrialContext) -> dict[str, Any]:
+    """A smooth analytic objective of ``x`` (and ``y``) plus seeded noise (synthetic).
+
+    ``sleep_s`` in the params (or the spec's grid) makes each trial take that long, split
+    over ``steps`` reported steps (for pruning tests); ``fail_key`` makes one key raise.
+    """
+    import random
+
+    params = {**context.assignment, **context.params}
+    steps = int(params.get("steps", 1))
+    sleep_s = float(params.get("sleep_s", 0.0))
+    if params.get("fail_key") == context.key or params.get("fail") is True:
+        raise RuntimeError(f"synthetic failure of {context.key}")
+    rng = random.Random(context.seed)
+    x, y = float(params.get("x", 0.0)), float(params.get("y", 0.0))
+    base = math.exp(-((x - 0.3) ** 2) - (y + 0.2) ** 2)
+    fraction = float(params.get("fraction", 1.0))
+    value = base * (0.5 + 0.5 * fraction**0.5)
+    for step in range(1, steps + 1):
+        if sleep_s:
+            time.sleep(sleep_s / steps)
+        context.report(step, value * step / steps)
+    return {"value": value + rng.gauss(0.0, 0.01), "seed_echo": context.seed, "synthetic": True}
