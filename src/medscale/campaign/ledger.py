@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,7 +259,9 @@ class SqlLedger(Ledger):
         from sqlalchemy import text
 
         with self.engine.begin() as conn:
-            conn.execute(text("DELETE FROM medscale_heartbeats WHERE trial_id = :t"), {"t": trial_id})
+            conn.execute(
+                text("DELETE FROM medscale_heartbeats WHERE trial_id = :t"), {"t": trial_id}
+            )
 
     def stale(self, trial_ids: list[int]) -> list[int]:
         from sqlalchemy import text
@@ -271,9 +272,7 @@ class SqlLedger(Ledger):
             now = conn.execute(text(f"SELECT {self._now}")).scalar_one()
             rows = conn.execute(text("SELECT trial_id, beat_at FROM medscale_heartbeats")).all()
         beats = {int(t): float(b) for t, b in rows}
-        return [
-            t for t in trial_ids if t not in beats or float(now) - beats[t] > self.grace_s
-        ]
+        return [t for t in trial_ids if t not in beats or float(now) - beats[t] > self.grace_s]
 
     def claim(self, key: str, number: int) -> bool:
         from sqlalchemy import text
@@ -349,9 +348,9 @@ def _fs_type(path: Path) -> str:
     target = str(path.resolve())
     for line in mounts:
         parts = line.split()
-        if len(parts) > 2 and (target == parts[1] or target.startswith(parts[1].rstrip("/") + "/")):
-            if len(parts[1]) >= len(best):
-                best, kind = parts[1], parts[2]
+        inside = len(parts) > 2 and (target + "/").startswith(parts[1].rstrip("/") + "/")
+        if inside and len(parts[1]) >= len(best):
+            best, kind = parts[1], parts[2]
     return kind
 
 

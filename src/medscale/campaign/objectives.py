@@ -17,7 +17,7 @@ from typing import Any
 from medscale.campaign.trial import TrialContext, TrialInterrupted
 from medscale.errors import SpecError
 
-__all__ = ["trial_config", "train_and_test", "synthetic", "OBJECTIVES"]
+__all__ = ["OBJECTIVES", "synthetic", "train_and_test", "trial_config"]
 
 OBJECTIVES = {
     "train": "medscale.campaign.objectives:train_and_test",
@@ -151,17 +151,17 @@ def synthetic(context: TrialContext) -> dict[str, Any]:
     """A smooth analytic objective of ``x`` (and ``y``) plus seeded noise (synthetic).
 
     ``sleep_s`` in the params (or the spec's grid) makes each trial take that long, split
-    over ``steps`` reported steps (for pruning tests); ``fail_key`` makes one key raise.
+    over ``steps`` reported steps (for pruning tests); the trial with ``x == fail_at_x`` raises.
     """
     import random
 
     params = {**context.assignment, **context.params}
     steps = int(params.get("steps", 1))
     sleep_s = float(params.get("sleep_s", 0.0))
-    if params.get("fail_key") == context.key or params.get("fail") is True:
-        raise RuntimeError(f"synthetic failure of {context.key}")
     rng = random.Random(context.seed)
     x, y = float(params.get("x", 0.0)), float(params.get("y", 0.0))
+    if "fail_at_x" in params and x == float(params["fail_at_x"]):
+        raise RuntimeError(f"synthetic failure of {context.key}")
     base = math.exp(-((x - 0.3) ** 2) - (y + 0.2) ** 2)
     fraction = float(params.get("fraction", 1.0))
     value = base * (0.5 + 0.5 * fraction**0.5)

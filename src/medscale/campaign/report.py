@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from medscale.evaluate.plots import _plain, new_figure
@@ -577,6 +578,7 @@ def _history_figure(numbers: np.ndarray, values: np.ndarray, metric: str, direct
     best = (np.maximum if direction == "maximize" else np.minimum).accumulate(values)
     ax.plot(numbers, values, "o", color="0.5", ms=4, label="trial")
     ax.step(numbers, best, where="post", color="#d7301f", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial number")
     ax.set_ylabel(_plain(metric))
     ax.set_title("Optimisation history")

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medscale.errors import SpecError, describe_validation_error
 
-__all__ = ["CampaignSpec", "PlannedTrial", "trial_seed", "FORMS"]
+__all__ = ["FORMS", "CampaignSpec", "PlannedTrial", "trial_seed"]
 
 FORMS = ("grid", "leave_one_out", "kfold", "data_fraction", "bayesian")
 #: assignment dimensions left out of the seed: an arm and its reference share their seed per
@@ -229,8 +229,14 @@ def trial_seed(campaign_seed: int, key: str) -> int:
 
 
 def key_slug(key: str) -> str:
-    """A folder name for a key: readable, and unique through a short hash."""
-    readable = re.sub(r"[^A-Za-z0-9.=,-]+", "_", key.split(":", 1)[-1]).strip("_")[:80]
+    """A folder name for a key (``fold=0,leave_out=eog-1a2b3c4d``): readable, and unique
+    through a short hash."""
+    try:
+        assignment = json.loads(key.split(":", 1)[1])
+        readable = ",".join(f"{k}={v}" for k, v in assignment.items())
+    except (IndexError, ValueError, AttributeError):
+        readable = key
+    readable = re.sub(r"[^A-Za-z0-9.=,+-]+", "_", readable).strip("_")[:80]
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 

@@ -90,6 +90,7 @@ def run_trial_process(trial_dir: str, worker_pid: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in job["devices"])
     elif job.get("cpu_only"):
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    (trial_dir_path / "pid").write_text(f"{os.getpid()}\n")
     threading.Thread(target=_watch_parent, args=(worker_pid,), daemon=True).start()
     log = open(trial_dir_path / "trial.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     os.dup2(log.fileno(), 1)

@@ -7,11 +7,13 @@ code: 0 success, 1 a medscale error (bad input, failed recordings), 2 a usage er
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medscale import __version__
 from medscale.errors import MedscaleError
@@ -246,6 +248,103 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _campaign(args: argparse.Namespace) -> Any:
+    from medscale.campaign import Campaign, CampaignSpec
+    from medscale.campaign.executors import default_folder
+
+    spec = CampaignSpec.load(args.spec)
+    return Campaign(spec, args.dir or default_folder(spec), ledger=args.ledger)
+
+
+def _cmd_campaign_run(args: argparse.Namespace) -> int:
+    from medscale.campaign.executors import run_campaign
+
+    campaign, _ = run_campaign(
+        args.spec,
+        args.dir,
+        executor=args.executor,
+        ledger=args.ledger,
+        slots=args.slots,
+        progress=not args.quiet,
+    )
+    _print_status(campaign.status())
+    print(f"campaign folder: {campaign.folder}")
+    return 0 if campaign.status()["pending"] == 0 else 2
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    print(
+        f"{status['campaign']}: {status['done']}/{status['trials']} done, "
+        f"{status['running']} running, {status['failed']} failed, {status['pruned']} pruned, "
+        f"{status['pending']} pending; {status['retried']} retried "
+        f"({status['attempts']} attempts)"
+    )
+    eta = "" if status["eta_s"] is None else f", ETA {status['eta_s'] / 60:.1f} min"
+    print(
+        f"spent {status['device_hours']:.4f} device-hours, {status['cost']:.2f} "
+        f"{status['cost_unit']}{eta}"
+    )
+    for message in status["budget_stops"]:
+        print(f"budget: {message}")
+
+
+def _cmd_campaign_status(args: argparse.Namespace) -> int:
+    campaign = _campaign(args)
+    status = campaign.status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        _print_status(status)
+    return 0
+
+
+def _cmd_campaign_estimate(args: argparse.Namespace) -> int:
+    from medscale.campaign.estimate import estimate
+
+    result = estimate(_campaign(args), slots=args.slots, calibration_steps=args.steps)
+    per = result["per_trial"]
+    print(
+        f"{result['campaign']}: {result['trials']} trials, calibrated on "
+        f"{result['calibration']['key']} ({result['calibration']['wall_s']:.1f} s)"
+    )
+    print(f"per trial: {per['wall_s']:.1f} s wall, {per['device_s'] / 3600:.4f} device-hours")
+    print(
+        f"total: {result['device_hours']:.3f} {result['device_kind']}-hours, "
+        f"{result['wall_hours']:.3f} h wall on {result['slots']} slot(s), "
+        f"{result['cost']:.2f} {result['cost_unit']} at {result['instance']}"
+    )
+    if result["over_budget"]:
+        print("warning: this is over the spec's budget; the campaign will stop launching there")
+    return 0
+
+
+def _cmd_campaign_report(args: argparse.Namespace) -> int:
+    from medscale.campaign.report import write_report
+
+    campaign = _campaign(args)
+    spec = campaign.spec
+    paths = write_report(
+        campaign.rows(),
+        args.out or campaign.folder / "report",
+        title=f"Campaign {spec.name}",
+        forms=spec.forms,
+        metric=spec.model.metric,
+        direction=spec.model.direction,
+        study=campaign.study if spec.is_bayesian else None,
+        cost_unit=spec.model.cost.unit,
+    )
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_campaign_worker(args: argparse.Namespace) -> int:
+    from medscale.campaign.executors import run_worker
+
+    ran = run_worker(args.spec, args.dir, ledger=args.ledger, slots=args.slots)
+    print(f"worker ran {ran} trial(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -369,6 +468,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
     )
     predict.set_defaults(func=_cmd_predict)
+    campaign = command(sub, "campaign", help="many trials: sweeps, leave-one-out, k-fold, ...")
+    campaign_sub = campaign.add_subparsers(dest="action", required=True)
+
+    def campaign_command(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        p = command(campaign_sub, name, help=help)
+        p.add_argument("spec", help="the campaign spec (.yaml)")
+        p.add_argument("--dir", help="campaign folder (default: campaigns/NAME beside the spec)")
+        p.add_argument("--ledger", help="ledger URL (default: the spec's, else a journal file)")
+        p.set_defaults(func=func)
+        return p
+
+    run = campaign_command("run", "run or resume the campaign", _cmd_campaign_run)
+    run.add_argument("--executor", choices=["local", "slurm", "ray"], default="local")
+    run.add_argument("--slots", type=int, help="trials at once here (default: the spec's)")
+    est = campaign_command(
+        "estimate", "time one trial, project hours and cost", _cmd_campaign_estimate
+    )
+    est.add_argument("--slots", type=int, help="parallel slots to project for")
+    est.add_argument("--steps", type=int, default=10, help="calibration steps (default: 10)")
+    st = campaign_command(
+        "status", "done, running, failed, pending; hours, cost, ETA", _cmd_campaign_status
+    )
+    st.add_argument("--json", action="store_true", help="print JSON")
+    rep = campaign_command("report", "results table and HTML report", _cmd_campaign_report)
+    rep.add_argument("--out", help="report folder (default: CAMPAIGN/report)")
+    wk = campaign_command("worker", "one worker (what SLURM array tasks run)", _cmd_campaign_worker)
+    wk.add_argument("--slots", type=int, help="trials at once (default: the spec's)")
     return parser
 
 

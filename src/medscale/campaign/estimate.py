@@ -1,0 +1,120 @@
+"""`estimate`: time one short calibration trial and project the campaign's device-hours, wall
+time and cost before anything expensive runs.
+
+A training trial's time is taken as a fixed part (process start, imports, data index,
+testing) plus a part proportional to its steps: the calibration trains the first key for
+``calibration_steps`` steps and scales the training part to ``max_steps``. Other objectives
+run one whole trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from medscale.campaign.engine import Campaign, start_trial_process, wait_trial_process
+from medscale.campaign.trial import write_json_atomic
+from medscale.errors import SpecError
+
+__all__ = ["estimate"]
+
+
+def estimate(
+    campaign: Campaign, *, slots: int | None = None, calibration_steps: int = 10
+) -> dict[str, Any]:
+    """Run the calibration trial and return (and write to ``estimate.json``) the projection."""
+    spec = campaign.spec
+    slots = slots or campaign.execution.slots
+    jobs = campaign.prepare()
+    if spec.is_bayesian:
+        space = spec.model.design.bayesian.params  # type: ignore[union-attr]
+        params = {
+            name: (p.choices[0] if p.choices else _middle(p.low, p.high, p.log, p.type))
+            for name, p in space.items()
+        }
+        key = "bo:0"
+        doc = campaign.job_document(key, {}, params, 1, ())
+    else:
+        key = next(iter(campaign.planned))
+        doc = campaign.job_document(
+            key, campaign.planned[key].assignment, jobs[key]["params"], 1, ()
+        )
+    max_steps = None
+    if "config" in doc:
+        config = copy.deepcopy(doc["config"])
+        max_steps = int(config["max_steps"])
+        calibration_steps = max(1, min(calibration_steps, max_steps))
+        config["max_steps"] = calibration_steps
+        doc["config"] = config
+    folder = campaign.folder / "calibration"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "trial.json", doc)
+    started = time.perf_counter()
+    ctx = multiprocessing.get_context("forkserver")
+    exit_code = wait_trial_process(start_trial_process(folder, ctx))
+    wall = time.perf_counter() - started
+    outcome = _outcome(folder)
+    if "value" not in outcome:
+        raise SpecError(
+            f"the calibration trial ({key}) failed (exit {exit_code}); see {folder / 'trial.log'}"
+            + (f":\n{outcome['error']}" if "error" in outcome else "")
+        )
+    per_trial_wall = wall
+    if max_steps is not None:
+        train_s = float(outcome["metrics"].get("train_seconds") or 0.0)
+        per_trial_wall = wall - train_s + train_s * max_steps / calibration_steps
+    held = campaign.execution.gpus_per_trial or campaign.execution.cpus_per_trial
+    n = spec.n_trials()
+    device_s = per_trial_wall * held
+    price = spec.model.cost.per_device_hour
+    result = {
+        "campaign": spec.name,
+        "trials": n,
+        "calibration": {
+            "key": key,
+            "steps": calibration_steps if max_steps is not None else None,
+            "max_steps": max_steps,
+            "wall_s": round(wall, 3),
+        },
+        "per_trial": {
+            "wall_s": round(per_trial_wall, 3),
+            "device_s": round(device_s, 3),
+            "cost": device_s / 3600 * price,
+        },
+        "slots": slots,
+        "device_hours": n * device_s / 3600,
+        "wall_hours": math.ceil(n / slots) * per_trial_wall / 3600,
+        "cost": n * device_s / 3600 * price,
+        "cost_unit": spec.model.cost.unit,
+        "instance": spec.model.cost.instance,
+        "device_kind": "GPU" if campaign.execution.gpus_per_trial else "CPU",
+    }
+    budget = spec.model.budget
+    result["over_budget"] = bool(
+        (budget.max_cost is not None and result["cost"] > budget.max_cost)
+        or (
+            budget.max_device_hours is not None and result["device_hours"] > budget.max_device_hours
+        )
+    )
+    write_json_atomic(campaign.folder / "estimate.json", result)
+    return result
+
+
+def _middle(low: Any, high: Any, log: bool, kind: str) -> Any:
+    value = math.sqrt(low * high) if log and low > 0 else (low + high) / 2
+    return round(value) if kind == "int" else value
+
+
+def _outcome(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((folder / "outcome.json").read_text())
+    except (OSError, ValueError):
+        return {}

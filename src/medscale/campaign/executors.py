@@ -1,0 +1,170 @@
+"""Where a campaign's workers run: ``local`` (a pool of slots here), ``slurm`` (an sbatch
+array of workers) or ``ray`` (Ray tasks). Every executor runs the same `Worker` loop against
+the same ledger, so they can be mixed, and a campaign started on one resumes on another.
+
+SLURM and Ray workers share the ledger: a ``journal:`` or ``file://`` ledger on a file system
+every node sees, or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from medscale.campaign.engine import Campaign, Worker, install_stop_handler
+from medscale.campaign.spec import CampaignSpec
+
+__all__ = ["EXECUTORS", "run_campaign", "run_worker", "worker_script"]
+
+Executor = Literal["local", "slurm", "ray"]
+EXECUTORS = ("local", "slurm", "ray")
+
+
+def run_worker(
+    spec_path: str | Path, campaign_dir: str | Path, *, ledger: str | None, slots: int | None
+) -> int:
+    """One worker (``medscale campaign worker``): run trials until none is left."""
+    campaign = Campaign(CampaignSpec.load(spec_path), campaign_dir, ledger=ledger)
+    ids = [os.environ.get(v) for v in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")]
+    name = f"{socket.gethostname()}:{os.getpid()}" + (f":slurm-{ids[0]}_{ids[1]}" if ids[0] else "")
+    worker = Worker(campaign, slots=slots, name=name)
+    install_stop_handler(worker)
+    return worker.run()
+
+
+def worker_script(
+    campaign: Campaign, spec_path: str | Path, *, python: str = sys.executable
+) -> str:
+    """An sbatch array script: ``slurm.tasks`` workers of ``execution.slots`` slots each."""
+    slurm = campaign.spec.model.slurm
+    logs = campaign.folder / "slurm"
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=ms-{campaign.spec.name}",
+        f"#SBATCH --output={logs}/worker-%A_%a.out",
+        f"#SBATCH --array=0-{slurm.tasks - 1}",
+        f"#SBATCH --time={slurm.time}",
+        f"#SBATCH --cpus-per-task={slurm.cpus_per_task}",
+        "#SBATCH --ntasks=1",
+    ]
+    if slurm.gpus_per_task:
+        lines.append(f"#SBATCH --gpus-per-task={slurm.gpus_per_task}")
+    for flag, value in (
+        ("partition", slurm.partition),
+        ("account", slurm.account),
+        ("mem", slurm.mem),
+    ):
+        if value:
+            lines.append(f"#SBATCH --{flag}={value}")
+    lines += [f"#SBATCH {extra}" for extra in slurm.extra_sbatch]
+    # SIGTERM reaches the worker 60 s before the time limit: running trials checkpoint and
+    # are retried (resuming) by the next worker.
+    lines += ["#SBATCH --signal=B:TERM@60", "set -euo pipefail", *slurm.setup]
+    command = [
+        python, "-m", "medscale.cli.main", "campaign", "worker", str(Path(spec_path).resolve()),
+        "--dir", str(campaign.folder), "--ledger", campaign.ledger.url,
+        "--slots", str(campaign.execution.slots),
+    ]  # fmt: skip
+    lines.append("exec " + " ".join(shlex.quote(c) for c in command))
+    return "\n".join(lines) + "\n"
+
+
+def _run_slurm(campaign: Campaign, spec_path: str | Path, progress: bool) -> dict[str, Any]:
+    from medscale.launch import slurm as slurm_launch
+
+    (campaign.folder / "slurm").mkdir(exist_ok=True)
+    script = worker_script(campaign, spec_path)
+    job_id = slurm_launch.submit(script, campaign.folder / "slurm" / "workers.sbatch")
+    campaign.event("slurm_submit", job_id=job_id, tasks=campaign.spec.model.slurm.tasks)
+    bar = _poller(campaign, progress)
+    state = slurm_launch.wait_for_job(job_id, poll_s=1.0, on_poll=bar)
+    return {"executor": "slurm", "job_id": job_id, "states": state.states}
+
+
+def _ray_worker(spec_path: str, campaign_dir: str, ledger: str, slots: int, index: int) -> int:
+    campaign = Campaign(CampaignSpec.load(spec_path), campaign_dir, ledger=ledger)
+    worker = Worker(campaign, slots=slots, name=f"{socket.gethostname()}:{os.getpid()}:ray-{index}")
+    return worker.run()
+
+
+def _run_ray(campaign: Campaign, spec_path: str | Path, progress: bool) -> dict[str, Any]:
+    from medscale.launch.ray import connect
+    from medscale.train.config import RayConfig
+
+    workers = campaign.spec.model.ray
+    config = RayConfig(
+        address=workers.address,
+        num_workers=workers.workers,
+        cpus_per_worker=workers.cpus_per_worker,
+    )
+    with connect(config):
+        import ray
+
+        task = ray.remote(
+            num_cpus=workers.cpus_per_worker, num_gpus=workers.gpus_per_worker, max_retries=0
+        )(_ray_worker)
+        refs = [
+            task.remote(
+                str(Path(spec_path).resolve()), str(campaign.folder), campaign.ledger.url,
+                campaign.execution.slots, i,
+            )
+            for i in range(workers.workers)
+        ]  # fmt: skip
+        poll = _poller(campaign, progress)
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, timeout=1.0)
+            poll()
+        ran = ray.get(refs)
+    return {"executor": "ray", "trials_per_worker": ran}
+
+
+def _poller(campaign: Campaign, progress: bool) -> Any:
+    from medscale.campaign.engine import _ProgressBar
+
+    bar = _ProgressBar(campaign, progress)
+
+    def poll() -> None:
+        bar.update()
+
+    return poll
+
+
+def run_campaign(
+    spec_path: str | Path,
+    campaign_dir: str | Path | None = None,
+    *,
+    executor: Executor = "local",
+    ledger: str | None = None,
+    slots: int | None = None,
+    progress: bool = True,
+) -> tuple[Campaign, dict[str, Any]]:
+    """Run (or resume) the campaign of ``spec_path``; return it and what the executor said.
+
+    Every trial's config is validated first (`Campaign.prepare`), so a bad spec fails before
+    anything runs. Rerunning the same command resumes a stopped campaign.
+    """
+    from medscale.errors import SpecError
+
+    if executor not in EXECUTORS:
+        raise SpecError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+    spec = CampaignSpec.load(spec_path)
+    folder = Path(campaign_dir) if campaign_dir else default_folder(spec)
+    campaign = Campaign(spec, folder, ledger=ledger)
+    campaign.prepare()
+    if executor == "local":
+        worker = Worker(campaign, slots=slots)
+        install_stop_handler(worker)
+        return campaign, {"executor": "local", "trials_run": worker.run(progress=progress)}
+    if executor == "slurm":
+        return campaign, _run_slurm(campaign, spec_path, progress)
+    return campaign, _run_ray(campaign, spec_path, progress)
+
+
+def default_folder(spec: CampaignSpec) -> Path:
+    """``campaigns/<name>`` beside the spec file."""
+    return spec.folder / "campaigns" / spec.name
