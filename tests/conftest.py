@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,32 @@ def train_store(tmp_path_factory) -> Path:
     synthesize_nights(root / "nights", 4, seed=11, duration_h=0.5, progress=False)
     ingest("synthetic", root / "nights", root / "store", progress=False)
     return root / "store"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A private cluster for this module; SLURM_CONF (and the sacct stand-in) in the env."""
+    folder = Path("/tmp") / f"medscale-slurm-test-{os.getpid()}"
+    up = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm-up.sh"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert up.returncode == 0, f"scripts/slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
+    saved = dict(os.environ)
+    shown = subprocess.run(
+        ["bash", "-c", f'source {folder}/env.sh && printf "%s\\n%s" "$SLURM_CONF" "$PATH"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    os.environ["SLURM_CONF"], os.environ["PATH"] = shown
+    # Ranks under SLURM get one thread each, as under the tests' torchrun.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        yield folder
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        subprocess.run(["bash", str(REPO / "scripts" / "slurm-down.sh"), str(folder)], timeout=120)

@@ -5,7 +5,6 @@ signalled as if preempted that checkpoints, requeues itself and resumes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -32,35 +31,6 @@ from .conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    """A private cluster for this module; SLURM_CONF (and the sacct stand-in) in the env."""
-    folder = Path("/tmp") / f"medscale-slurm-test-{os.getpid()}"
-    up = subprocess.run(
-        ["bash", str(REPO / "scripts" / "slurm-up.sh"), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert up.returncode == 0, f"scripts/slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
-    saved = dict(os.environ)
-    shown = subprocess.run(
-        ["bash", "-c", f'source {folder}/env.sh && printf "%s\\n%s" "$SLURM_CONF" "$PATH"'],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    os.environ["SLURM_CONF"], os.environ["PATH"] = shown
-    # Ranks under SLURM get one thread each, as under the tests' torchrun.
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        yield folder
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        subprocess.run(["bash", str(REPO / "scripts" / "slurm-down.sh"), str(folder)], timeout=120)
 
 
 def _log(out: Path) -> str:

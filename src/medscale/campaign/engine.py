@@ -228,6 +228,7 @@ class Campaign:
             "campaign_dir": str(self.folder),
             "devices": list(devices),
             "cpu_only": not devices,
+            "cpu_threads": max(1, int(self.execution.cpus_per_trial)),
         }
         if self.spec.is_bayesian and self.spec.model.objective == "train":
             doc.update(self._bayesian_job(params, seed))

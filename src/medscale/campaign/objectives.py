@@ -129,7 +129,7 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
         RecordingPrediction(k, k.split("/", 1)[0], night.y_true, night.probabilities)
         for k, night in sorted(predicted.items())
     ]
-    evaluation = evaluate_predictions(predictions, n_boot=0 if len(predictions) < 2 else 200)
+    evaluation = evaluate_predictions(predictions, n_boot=200)
     pooled = evaluation.pooled["model"]
     metrics = {
         name: float(pooled[name])

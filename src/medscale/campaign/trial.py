@@ -90,6 +90,10 @@ def run_trial_process(trial_dir: str, worker_pid: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in job["devices"])
     elif job.get("cpu_only"):
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if job.get("cpu_threads"):  # a trial uses its CPU share, not every core of the machine
+        os.environ["OMP_NUM_THREADS"] = str(job["cpu_threads"])
+        if "torch" in sys.modules:  # preloaded by the fork server: set its pools directly
+            sys.modules["torch"].set_num_threads(job["cpu_threads"])
     (trial_dir_path / "pid").write_text(f"{os.getpid()}\n")
     threading.Thread(target=_watch_parent, args=(worker_pid,), daemon=True).start()
     log = open(trial_dir_path / "trial.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the process
