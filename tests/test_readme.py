@@ -24,8 +24,10 @@ def code_block_after(heading: str, language: str) -> str:
 @pytest.mark.slow
 def test_command_line_examples_run(tmp_path, monkeypatch):
     (tmp_path / "src").symlink_to(REPO / "src")
+    (tmp_path / "examples").symlink_to(REPO / "examples")
     commands = code_block_after("## The command line", "bash").splitlines()
     commands += code_block_after("## Scale-out", "bash").splitlines()
+    commands += code_block_after("## Campaigns", "bash").splitlines()
     for line in commands:
         command = line.split("#", 1)[0].strip()
         if not command:

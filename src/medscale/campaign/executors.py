@@ -24,11 +24,22 @@ Executor = Literal["local", "slurm", "ray"]
 EXECUTORS = ("local", "slurm", "ray")
 
 
+def load_spec(spec_path: str | Path, store: str | Path | None = None) -> CampaignSpec:
+    """The spec, on ``store`` when given (``--store``) instead of the spec's own."""
+    spec = CampaignSpec.load(spec_path)
+    return spec if store is None else spec.with_store(store)
+
+
 def run_worker(
-    spec_path: str | Path, campaign_dir: str | Path, *, ledger: str | None, slots: int | None
+    spec_path: str | Path,
+    campaign_dir: str | Path,
+    *,
+    ledger: str | None,
+    slots: int | None,
+    store: str | Path | None = None,
 ) -> int:
     """One worker (``medscale campaign worker``): run trials until none is left."""
-    campaign = Campaign(CampaignSpec.load(spec_path), campaign_dir, ledger=ledger)
+    campaign = Campaign(load_spec(spec_path, store), campaign_dir, ledger=ledger)
     ids = [os.environ.get(v) for v in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")]
     name = f"{socket.gethostname()}:{os.getpid()}" + (f":slurm-{ids[0]}_{ids[1]}" if ids[0] else "")
     worker = Worker(campaign, slots=slots, name=name)
@@ -69,6 +80,8 @@ def worker_script(
         "--dir", str(campaign.folder), "--ledger", campaign.ledger.url,
         "--slots", str(campaign.execution.slots),
     ]  # fmt: skip
+    if campaign.spec.store_path is not None:
+        command += ["--store", str(campaign.spec.store_path)]
     lines.append("exec " + " ".join(shlex.quote(c) for c in command))
     return "\n".join(lines) + "\n"
 
@@ -85,8 +98,10 @@ def _run_slurm(campaign: Campaign, spec_path: str | Path, progress: bool) -> dic
     return {"executor": "slurm", "job_id": job_id, "states": state.states}
 
 
-def _ray_worker(spec_path: str, campaign_dir: str, ledger: str, slots: int, index: int) -> int:
-    campaign = Campaign(CampaignSpec.load(spec_path), campaign_dir, ledger=ledger)
+def _ray_worker(
+    spec_path: str, store: str | None, campaign_dir: str, ledger: str, slots: int, index: int
+) -> int:
+    campaign = Campaign(load_spec(spec_path, store), campaign_dir, ledger=ledger)
     worker = Worker(campaign, slots=slots, name=f"{socket.gethostname()}:{os.getpid()}:ray-{index}")
     return worker.run()
 
@@ -109,7 +124,9 @@ def _run_ray(campaign: Campaign, spec_path: str | Path, progress: bool) -> dict[
         )(_ray_worker)
         refs = [
             task.remote(
-                str(Path(spec_path).resolve()), str(campaign.folder), campaign.ledger.url,
+                str(Path(spec_path).resolve()),
+                None if campaign.spec.store_path is None else str(campaign.spec.store_path),
+                str(campaign.folder), campaign.ledger.url,
                 campaign.execution.slots, i,
             )
             for i in range(workers.workers)
@@ -141,6 +158,7 @@ def run_campaign(
     executor: Executor = "local",
     ledger: str | None = None,
     slots: int | None = None,
+    store: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[Campaign, dict[str, Any]]:
     """Run (or resume) the campaign of ``spec_path``; return it and what the executor said.
@@ -152,7 +170,7 @@ def run_campaign(
 
     if executor not in EXECUTORS:
         raise SpecError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
-    spec = CampaignSpec.load(spec_path)
+    spec = load_spec(spec_path, store)
     folder = Path(campaign_dir) if campaign_dir else default_folder(spec)
     campaign = Campaign(spec, folder, ledger=ledger)
     campaign.prepare()

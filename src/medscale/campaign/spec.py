@@ -308,9 +308,15 @@ class CampaignSpec:
     def hash(self) -> str:
         """sha256 of what decides the trials (not execution, ledger, cost or budget)."""
         data = self.model.model_dump(mode="json")
-        for name in ("execution", "ledger", "cost", "budget", "slurm", "ray"):
+        # where the store lives is not what it holds: split files check its content hash
+        for name in ("store", "execution", "ledger", "cost", "budget", "slurm", "ray"):
             data.pop(name)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def with_store(self, store: str | Path) -> CampaignSpec:
+        """The same spec on another store (``--store``)."""
+        model = self.model.model_copy(update={"store": str(Path(store).resolve())})
+        return CampaignSpec(model, self.folder, self.text, self.source)
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative)

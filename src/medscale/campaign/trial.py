@@ -133,7 +133,7 @@ def run_trial_process(trial_dir: str, worker_pid: int) -> None:
     outcome["peak_device_mb"] = _peak_device_mb()
     write_json_atomic(trial_dir_path / "outcome.json", outcome)
     sys.stdout.flush()
-    os._exit(status)
+    sys.exit(status)  # not os._exit: the exit handlers free multiprocessing semaphores (tqdm's)
 
 
 if __name__ == "__main__":

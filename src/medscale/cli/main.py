@@ -249,10 +249,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _campaign(args: argparse.Namespace) -> Any:
-    from medscale.campaign import Campaign, CampaignSpec
-    from medscale.campaign.executors import default_folder
+    from medscale.campaign import Campaign
+    from medscale.campaign.executors import default_folder, load_spec
 
-    spec = CampaignSpec.load(args.spec)
+    spec = load_spec(args.spec, args.store)
     return Campaign(spec, args.dir or default_folder(spec), ledger=args.ledger)
 
 
@@ -265,6 +265,7 @@ def _cmd_campaign_run(args: argparse.Namespace) -> int:
         executor=args.executor,
         ledger=args.ledger,
         slots=args.slots,
+        store=args.store,
         progress=not args.quiet,
     )
     _print_status(campaign.status())
@@ -340,7 +341,7 @@ def _cmd_campaign_report(args: argparse.Namespace) -> int:
 def _cmd_campaign_worker(args: argparse.Namespace) -> int:
     from medscale.campaign.executors import run_worker
 
-    ran = run_worker(args.spec, args.dir, ledger=args.ledger, slots=args.slots)
+    ran = run_worker(args.spec, args.dir, ledger=args.ledger, slots=args.slots, store=args.store)
     print(f"worker ran {ran} trial(s)")
     return 0
 
@@ -476,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("spec", help="the campaign spec (.yaml)")
         p.add_argument("--dir", help="campaign folder (default: campaigns/NAME beside the spec)")
         p.add_argument("--ledger", help="ledger URL (default: the spec's, else a journal file)")
+        p.add_argument("--store", help="the store to use instead of the spec's")
         p.set_defaults(func=func)
         return p
 
