@@ -287,3 +287,19 @@ def test_cli_status_and_report(tmp_path):
         capture_output=True, text=True, check=True,
     ).stdout)  # fmt: skip
     assert status["done"] == 6
+
+
+def test_slurm_worker_script_asks_for_the_spec_resources(tmp_path):
+    from medscale.campaign.executors import worker_script
+
+    spec = make_spec(
+        tmp_path,
+        slurm={"tasks": 3, "partition": "gpu", "gpus_per_task": 1, "setup": ["module load x"]},
+    )
+    script = worker_script(Campaign(spec, tmp_path / "c"), tmp_path / "spec.yaml")
+    lines = script.splitlines()
+    for expected in ("#SBATCH --array=0-2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1"):
+        assert expected in lines
+    assert lines.index("module load x") < len(lines) - 1
+    assert lines[-1].startswith("exec ") and "campaign worker" in lines[-1]
+    assert f"--dir {tmp_path / 'c'}" in lines[-1] and "--ledger journal:" in lines[-1]

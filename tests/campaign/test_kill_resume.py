@@ -4,6 +4,7 @@ exactly once, with its planned seed and the value its seed gives, and no result 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -76,10 +77,8 @@ def test_killed_campaign_resumes_with_every_trial_done_exactly_once(tmp_path, ro
         if rng.random() < 0.5:  # also kill one running trial process
             pids = list(folder.glob("trials/*/pid"))
             if pids:
-                try:
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(rng.choice(pids).read_text()), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1

@@ -51,27 +51,22 @@ def worker_script(
     campaign: Campaign, spec_path: str | Path, *, python: str = sys.executable
 ) -> str:
     """An sbatch array script: ``slurm.tasks`` workers of ``execution.slots`` slots each."""
+    from medscale.launch.slurm import sbatch_header
+    from medscale.train.config import SlurmConfig
+
     slurm = campaign.spec.model.slurm
-    logs = campaign.folder / "slurm"
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=ms-{campaign.spec.name}",
-        f"#SBATCH --output={logs}/worker-%A_%a.out",
-        f"#SBATCH --array=0-{slurm.tasks - 1}",
-        f"#SBATCH --time={slurm.time}",
-        f"#SBATCH --cpus-per-task={slurm.cpus_per_task}",
-        "#SBATCH --ntasks=1",
-    ]
-    if slurm.gpus_per_task:
-        lines.append(f"#SBATCH --gpus-per-task={slurm.gpus_per_task}")
-    for flag, value in (
-        ("partition", slurm.partition),
-        ("account", slurm.account),
-        ("mem", slurm.mem),
-    ):
-        if value:
-            lines.append(f"#SBATCH --{flag}={value}")
-    lines += [f"#SBATCH {extra}" for extra in slurm.extra_sbatch]
+    resources = SlurmConfig(
+        partition=slurm.partition,
+        account=slurm.account,
+        time=slurm.time,
+        cpus_per_task=slurm.cpus_per_task,
+        gpus_per_node=slurm.gpus_per_task,  # one task per allocation: per node = per task
+        mem=slurm.mem,
+        extra_sbatch=slurm.extra_sbatch,
+    )
+    output = campaign.folder / "slurm" / "worker-%A_%a.out"
+    lines = sbatch_header(resources, f"ms-{campaign.spec.name}", output, ntasks_per_node=None)
+    lines.append(f"#SBATCH --array=0-{slurm.tasks - 1}")
     # SIGTERM reaches the worker 60 s before the time limit: running trials checkpoint and
     # are retried (resuming) by the next worker.
     lines += ["#SBATCH --signal=B:TERM@60", "set -euo pipefail", *slurm.setup]

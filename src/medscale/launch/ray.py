@@ -55,7 +55,6 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 RAY_STORAGE_DIR = "ray"
 
 
-
 @dataclass(frozen=True)
 class RaySession:
     """An open Ray session: where, whether `connect` started it, and its CPUs then."""

@@ -41,9 +41,10 @@ def _require(tool: str) -> str:
     return path
 
 
-def _header(
+def sbatch_header(
     slurm: SlurmConfig, job_name: str, output: Path, *, ntasks_per_node: int | None
 ) -> list[str]:
+    """The ``#SBATCH`` lines every medscale job shares (resources, account, output)."""
     lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --output={output}"]
     lines += ["#SBATCH --open-mode=append", f"#SBATCH --time={slurm.time}"]
     lines += [f"#SBATCH --cpus-per-task={slurm.cpus_per_task}"]
@@ -75,7 +76,7 @@ def train_script(
     """The sbatch script that trains ``config`` on ``store`` into ``out_dir``."""
     out_dir = Path(out_dir).resolve()
     procs = slurm.procs_per_node or max(1, slurm.gpus_per_node)
-    lines = _header(slurm, job_name, out_dir / "slurm-%j.out", ntasks_per_node=1)
+    lines = sbatch_header(slurm, job_name, out_dir / "slurm-%j.out", ntasks_per_node=1)
     lines.append(f"#SBATCH --signal=B:TERM@{slurm.signal_before_s}")
     if slurm.requeue:
         lines.append("#SBATCH --requeue")
@@ -137,7 +138,7 @@ def ingest_array_script(
     """A job array of ``n_tasks``: task ``i`` ingests its share of the recordings listed in
     ``job_file`` (see `medscale.launch.units`)."""
     log_dir = Path(log_dir).resolve()
-    lines = _header(slurm, job_name, log_dir / "ingest-%A_%a.out", ntasks_per_node=None)
+    lines = sbatch_header(slurm, job_name, log_dir / "ingest-%A_%a.out", ntasks_per_node=None)
     limit = f"%{max_parallel}" if max_parallel else ""
     lines.append(f"#SBATCH --array=0-{n_tasks - 1}{limit}")
     job = shlex.quote(str(Path(job_file).resolve()))
