@@ -4,6 +4,7 @@ a data-fraction curve, locally and on the real local SLURM, each with its report
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,49 @@ def test_campaigns_on_the_real_slurm(tmp_path, train_store, slurm_cluster, desig
     workers = {t.user_attrs["ms:worker"] for t in campaign.study.trials}
     assert all(":slurm-" in w for w in workers)
     assert report(campaign, tmp_path / "report")["html"].is_file()
+
+
+def test_a_trial_can_be_a_two_rank_ddp_training(tmp_path, train_store):
+    path = write_spec(
+        tmp_path,
+        train_store,
+        {"grid": {"optimizer.lr": [0.001]}},
+        execution={"slots": 1, "heartbeat_s": 5, "ranks_per_trial": 2, "cpus_per_trial": 2},
+    )
+    campaign, _ = run_campaign(path, tmp_path / "run", progress=False)
+    check_done(campaign, 1)
+    row = campaign.rows()[0]
+    assert row["metrics"]["ranks"] == 2
+    manifest = json.loads((campaign.folder / row["run_dir"] / "run" / "manifest.json").read_text())
+    assert manifest["run"]["world_size"] == 2
+    assert row["device_s"] == pytest.approx(2 * row["wall_s"], rel=1e-3)  # 2 CPU cores held
+
+
+def test_ranks_per_trial_auto_follows_the_scaling_rule(tmp_path):
+    from medscale.launch.scaling import Interconnect, ranks_per_trial
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "auto",
+                "objective": "synthetic",
+                "design": {"grid": {"x": [0, 1, 2, 3]}},
+                "execution": {
+                    "devices": list(range(8)),
+                    "ranks_per_trial": "auto",
+                    "link_gb_s": 100,
+                },
+            }
+        )
+    )
+    campaign = Campaign(CampaignSpec.load(spec_path), tmp_path / "c")
+    with pytest.raises(SpecError, match="run `medscale campaign estimate` first"):
+        campaign.layout()
+    # 4 trials on 8 GPUs: a compute-bound step (2 s, 12 MB of gradients) gets 2 ranks each
+    (tmp_path / "c" / "estimate.json").write_text(
+        json.dumps({"calibration": {"step_s": 2.0, "parameters": 3_114_337}})
+    )
+    expected = ranks_per_trial(4, 8, 2.0, 4 * 3_114_337, Interconnect(100e9))
+    layout = campaign.layout()
+    assert expected == 2 and (layout.ranks, layout.gpus, layout.slots) == (2, 2, 4)

@@ -64,6 +64,17 @@ class KeyState:
     counted: FrozenTrial | None = None
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a worker shares out its devices: ``slots`` trials at once, each with ``ranks``
+    DDP ranks on ``gpus`` GPUs (0: CPU), holding ``held`` devices (GPUs, or CPU cores)."""
+
+    slots: int
+    ranks: int
+    gpus: int
+    held: float
+
+
 @dataclass
 class Started:
     trial: optuna.Trial
@@ -116,6 +127,43 @@ class Campaign:
     @property
     def execution(self) -> Any:
         return self.spec.model.execution
+
+    def layout(self, slots: int | None = None) -> Layout:
+        """Slots, ranks and devices per trial; ``ranks_per_trial: auto`` is decided here from
+        ``estimate.json`` (`medscale.launch.scaling.ranks_per_trial`)."""
+        ex = self.execution
+        ranks = ex.ranks_per_trial
+        if ranks == "auto":
+            ranks = self._auto_ranks()
+        gpus = (ranks if ranks > 1 else max(ex.gpus_per_trial, 1)) if ex.devices else 0
+        if slots is None:
+            slots = len(ex.devices) // gpus if ex.ranks_per_trial == "auto" else ex.slots
+        if gpus and slots * gpus > len(ex.devices):
+            raise SpecError(
+                f"{slots} slot(s) × {gpus} GPU(s) need that many ids in execution.devices, "
+                f"got {list(ex.devices)}"
+            )
+        return Layout(slots=max(1, slots), ranks=ranks, gpus=gpus, held=gpus or ex.cpus_per_trial)
+
+    def _auto_ranks(self) -> int:
+        from medscale.launch.scaling import Interconnect, ranks_per_trial
+
+        path = self.folder / "estimate.json"
+        if not path.is_file():
+            raise SpecError(
+                "execution.ranks_per_trial: auto needs the step time and model size of a "
+                f"calibration: run `medscale campaign estimate` first (no {path})"
+            )
+        calibration = json.loads(path.read_text())["calibration"]
+        if not calibration.get("step_s") or not calibration.get("parameters"):
+            return 1  # not a training objective: nothing to parallelise
+        return ranks_per_trial(
+            self.spec.n_trials(),
+            len(self.execution.devices),
+            float(calibration["step_s"]),
+            4.0 * float(calibration["parameters"]),  # float32 gradients
+            Interconnect(self.execution.link_gb_s * 1e9),
+        )
 
     @property
     def objective(self) -> str:
@@ -212,6 +260,7 @@ class Campaign:
         params: dict[str, Any],
         attempt: int,
         devices: tuple[int, ...],
+        ranks: int = 1,
     ) -> dict[str, Any]:
         """``trial.json``: everything the trial process reads."""
         seed = trial_seed(self.spec.seed, key) if self.spec.is_bayesian else self.planned[key].seed
@@ -228,7 +277,8 @@ class Campaign:
             "campaign_dir": str(self.folder),
             "devices": list(devices),
             "cpu_only": not devices,
-            "cpu_threads": max(1, int(self.execution.cpus_per_trial)),
+            "cpu_threads": max(1, int(self.execution.cpus_per_trial // ranks)),
+            "ranks": ranks,
         }
         if self.spec.is_bayesian and self.spec.model.objective == "train":
             doc.update(self._bayesian_job(params, seed))
@@ -604,7 +654,8 @@ class Worker:
     def __init__(self, campaign: Campaign, *, slots: int | None = None, name: str | None = None):
         self.campaign = campaign
         self.execution = campaign.execution
-        self.slots = slots or self.execution.slots
+        self.layout = campaign.layout(slots)
+        self.slots = self.layout.slots
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.running: dict[int, Any] = {}
         self.lock = threading.Lock()
@@ -638,7 +689,7 @@ class Worker:
             study.pruner = optuna.pruners.SuccessiveHalvingPruner()
 
     def _devices(self, slot: int) -> tuple[int, ...]:
-        g = self.execution.gpus_per_trial
+        g = self.layout.gpus
         return tuple(self.execution.devices[slot * g : (slot + 1) * g]) if g else ()
 
     def run(self, progress: bool = False) -> int:
@@ -712,6 +763,7 @@ class Worker:
             params,
             started.attempt,
             devices,
+            self.layout.ranks,
         )
         write_json_atomic(trial_dir / "trial.json", doc)
         claimed = campaign.ledger.claims().get(started.key)
@@ -726,8 +778,7 @@ class Worker:
         pruned = self._wait(proc, trial, trial_dir)
         wall = time.perf_counter() - t0
         outcome = _read_outcome(trial_dir, started.attempt)
-        held = self.execution.gpus_per_trial or self.execution.cpus_per_trial
-        device_s = wall * held
+        device_s = wall * self.layout.held
         cost = device_s / 3600 * campaign.spec.model.cost.per_device_hour
         attrs = {
             "wall_s": round(wall, 4),

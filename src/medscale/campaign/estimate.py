@@ -29,7 +29,6 @@ def estimate(
 ) -> dict[str, Any]:
     """Run the calibration trial and return (and write to ``estimate.json``) the projection."""
     spec = campaign.spec
-    slots = slots or campaign.execution.slots
     jobs = campaign.prepare()
     if spec.is_bayesian:
         space = spec.model.design.bayesian.params  # type: ignore[union-attr]
@@ -65,23 +64,38 @@ def estimate(
             f"the calibration trial ({key}) failed (exit {exit_code}); see {folder / 'trial.log'}"
             + (f":\n{outcome['error']}" if "error" in outcome else "")
         )
-    per_trial_wall = wall
+    metrics = outcome.get("metrics") or {}
+    calibration = {
+        "key": key,
+        "steps": calibration_steps if max_steps is not None else None,
+        "max_steps": max_steps,
+        "wall_s": round(wall, 3),
+        "step_s": metrics.get("step_s"),
+        "parameters": metrics.get("parameters"),
+    }
+    write_json_atomic(campaign.folder / "estimate.json", {"calibration": calibration})
+    layout = campaign.layout(slots)  # ranks_per_trial: auto reads the calibration above
+    fixed_s, train_s = wall, 0.0
     if max_steps is not None:
-        train_s = float(outcome["metrics"].get("train_seconds") or 0.0)
-        per_trial_wall = wall - train_s + train_s * max_steps / calibration_steps
-    held = campaign.execution.gpus_per_trial or campaign.execution.cpus_per_trial
+        train_s = float(metrics.get("train_seconds") or 0.0) * max_steps / calibration_steps
+        fixed_s = wall - float(metrics.get("train_seconds") or 0.0)
+    if layout.ranks > 1:  # the model of docs/scaling.md: compute split, all-reduce added
+        from medscale.launch.scaling import Interconnect, ddp_speedup
+
+        link = Interconnect(campaign.execution.link_gb_s * 1e9)
+        step_s = float(metrics.get("step_s") or 0.0)
+        grad_bytes = 4.0 * float(metrics.get("parameters") or 0)
+        train_s *= 1.0 / ddp_speedup(step_s, grad_bytes, layout.ranks, link) if step_s else 1.0
+    per_trial_wall = fixed_s + train_s
+    slots = layout.slots
     n = spec.n_trials()
-    device_s = per_trial_wall * held
+    device_s = per_trial_wall * layout.held
     price = spec.model.cost.per_device_hour
     result = {
         "campaign": spec.name,
         "trials": n,
-        "calibration": {
-            "key": key,
-            "steps": calibration_steps if max_steps is not None else None,
-            "max_steps": max_steps,
-            "wall_s": round(wall, 3),
-        },
+        "calibration": calibration,
+        "ranks_per_trial": layout.ranks,
         "per_trial": {
             "wall_s": round(per_trial_wall, 3),
             "device_s": round(device_s, 3),
@@ -93,7 +107,7 @@ def estimate(
         "cost": n * device_s / 3600 * price,
         "cost_unit": spec.model.cost.unit,
         "instance": spec.model.cost.instance,
-        "device_kind": "GPU" if campaign.execution.gpus_per_trial else "CPU",
+        "device_kind": "GPU" if layout.gpus else "CPU",
     }
     budget = spec.model.budget
     result["over_budget"] = bool(

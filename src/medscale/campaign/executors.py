@@ -169,6 +169,13 @@ def run_campaign(
     folder = Path(campaign_dir) if campaign_dir else default_folder(spec)
     campaign = Campaign(spec, folder, ledger=ledger)
     campaign.prepare()
+    if (
+        spec.model.execution.ranks_per_trial == "auto"
+        and not (campaign.folder / "estimate.json").is_file()
+    ):
+        from medscale.campaign.estimate import estimate
+
+        estimate(campaign)  # the ranks-per-trial rule needs a calibrated step time
     if executor == "local":
         worker = Worker(campaign, slots=slots)
         install_stop_handler(worker)

@@ -116,9 +116,14 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
     config = TrainConfig.from_dict(data, f"trial {context.key}")
     run_dir = context.run_dir
     resume = (run_dir / "manifest.json").is_file()
-    result = train(config, store, run_dir, resume=resume, progress=False)
-    if not result.finished:
-        raise TrialInterrupted(f"stopped at step {result.step} ({result.stopped})")
+    ranks = int(job.get("ranks") or 1)
+    if ranks > 1:
+        step, train_seconds = _train_ddp(context, config, ranks)
+    else:
+        result = train(config, store, run_dir, resume=resume, progress=False)
+        if not result.finished:
+            raise TrialInterrupted(f"stopped at step {result.step} ({result.stopped})")
+        step, train_seconds = result.step, result.train_seconds
     test = load_split(config.split.file).subsets.get("test") or []
     if not test:
         raise SpecError(f"trial {context.key}: its split has no 'test' recordings to score")
@@ -141,10 +146,45 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
     return {
         "value": metrics[context.metric],
         **metrics,
-        "steps": result.step,
-        "train_seconds": result.train_seconds,
+        "steps": step,
+        "train_seconds": train_seconds,
+        "step_s": train_seconds / max(step, 1),
+        "parameters": sum(p.numel() for p in trained.model.parameters()),
+        "ranks": ranks,
         "test_recordings": len(predictions),
     }
+
+
+def _train_ddp(context: TrialContext, config: Any, ranks: int) -> tuple[int, float]:
+    """Train under torchrun with ``ranks`` ranks on this trial's devices; SIGTERM is passed
+    on (the ranks checkpoint), and torchrun dies with this process."""
+    import ctypes
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from medscale.launch.torchrun import TORCHRUN_ENV, TorchrunPlan, torchrun_command
+
+    config_path = context.trial_dir / "train.yaml"
+    config_path.write_text(config.to_yaml())
+    plan = TorchrunPlan(nproc_per_node=ranks, nnodes=1, rdzv_endpoint=None, rdzv_id="trial")
+    command = torchrun_command(plan, config_path, context.job["store"], context.run_dir, quiet=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def die_with_parent() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    proc = subprocess.Popen(command, env={**os.environ, **TORCHRUN_ENV}, preexec_fn=die_with_parent)
+    signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
+    code = proc.wait()
+    result_path = context.run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if code != 0 or not result.get("finished"):
+        if result and not result.get("finished"):
+            raise TrialInterrupted(f"stopped at step {result.get('step')} (exit {code})")
+        raise RuntimeError(f"torchrun with {ranks} ranks failed (exit {code}); see trial.log")
+    return int(result["step"]), float(result.get("train_seconds_this_call") or 0.0)
 
 
 def synthetic(context: TrialContext) -> dict[str, Any]:

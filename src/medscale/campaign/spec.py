@@ -119,6 +119,10 @@ class Execution(_Strict):
     devices: tuple[int, ...] = ()
     gpus_per_trial: int = Field(0, ge=0)
     cpus_per_trial: float = Field(1.0, gt=0)
+    #: DDP ranks of one trial (torchrun); ``auto`` applies docs/scaling.md's rule to the
+    #: calibration's step time, the model's gradient size and ``link_gb_s`` over ``devices``
+    ranks_per_trial: int | Literal["auto"] = 1
+    link_gb_s: float = Field(25.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     retry_errors: bool = False
     heartbeat_s: float = Field(10.0, gt=0)
@@ -126,6 +130,10 @@ class Execution(_Strict):
 
     @model_validator(mode="after")
     def _enough_devices(self) -> Execution:
+        if self.ranks_per_trial == "auto" and not self.devices:
+            raise ValueError("ranks_per_trial: auto shares out GPUs: list their ids in 'devices'")
+        if isinstance(self.ranks_per_trial, int) and self.ranks_per_trial < 1:
+            raise ValueError("ranks_per_trial must be at least 1 (or auto)")
         if self.gpus_per_trial and len(self.devices) < self.slots * self.gpus_per_trial:
             raise ValueError(
                 f"{self.slots} slot(s) × {self.gpus_per_trial} GPU(s) need that many ids in "
