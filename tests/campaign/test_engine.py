@@ -56,6 +56,13 @@ def test_unknown_key_and_empty_space_are_refused(tmp_path):
         make_spec(tmp_path, design={"grid": {}})
     with pytest.raises(SpecError, match="names no form"):
         make_spec(tmp_path, design={})
+    with pytest.raises(SpecError, match="'bayesian' composes with 'kfold' only"):
+        bayes = {"n_trials": 2, "params": {"x": {"low": 0, "high": 1}}}
+        make_spec(tmp_path, design={"grid": {"y": [1]}, "bayesian": bayes})
+    with pytest.raises(SpecError, match="needs low < high"):
+        make_spec(
+            tmp_path, design={"bayesian": {"n_trials": 2, "params": {"x": {"low": 1, "high": 1}}}}
+        )
     with pytest.raises(SpecError, match="instance 'aws' is not in prices"):
         make_spec(tmp_path, cost={"prices": {"lumi": 1.0}, "instance": "aws"})
 

@@ -180,3 +180,29 @@ def test_ranks_per_trial_auto_follows_the_scaling_rule(tmp_path):
     expected = ranks_per_trial(4, 8, 2.0, 4 * 3_114_337, Interconnect(100e9))
     layout = campaign.layout()
     assert expected == 2 and (layout.ranks, layout.gpus, layout.slots) == (2, 2, 4)
+
+
+def test_bayesian_by_kfold_trains_every_fold_inside_each_trial(tmp_path, train_store):
+    path = write_spec(
+        tmp_path,
+        train_store,
+        {
+            "kfold": {"k": 2},
+            "bayesian": {
+                "n_trials": 2,
+                "params": {"optimizer.lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+            },
+        },
+    )
+    spec = CampaignSpec.load(path)
+    assert spec.is_bayesian and spec.n_trials() == 2 and spec.trials() == []
+    campaign, _ = run_campaign(path, tmp_path / "run", progress=False)
+    rows = campaign.rows()
+    assert [r["status"] for r in rows] == ["done", "done"]
+    for row in rows:
+        folds = row["metrics"]["fold_values"]
+        assert len(folds) == 2 and row["value"] == pytest.approx(sum(folds) / 2)
+        assert 1e-4 <= row["params"]["optimizer.lr"] <= 1e-2
+        trial_run = campaign.folder / row["run_dir"] / "run"
+        assert (trial_run / "fold-0" / "result.json").is_file()
+        assert (trial_run / "fold-1" / "result.json").is_file()

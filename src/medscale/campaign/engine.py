@@ -293,16 +293,15 @@ class Campaign:
             raise SpecError(f"{self.spec.source}: the train objective needs 'store'")
         base = _base_config(self.spec)
         splits, has_val = self._write_splits(Store(self.spec.store_path, read_only=True), base)
-        config = trial_config(
-            base,
-            {},
-            params,
-            seed=seed,
-            split_file=splits["holdout"],
-            has_val=has_val,
-            leave_out_over=None,
-        )
-        return {"config": config, "store": str(self.spec.store_path)}
+        configs = [
+            trial_config(
+                base, {}, params, seed=seed, split_file=path, has_val=has_val, leave_out_over=None
+            )
+            for path in splits.values()
+        ]
+        if "kfold" in self.spec.forms:  # every fold inside the trial; value: their mean
+            return {"folds": configs, "store": str(self.spec.store_path)}
+        return {"config": configs[0], "store": str(self.spec.store_path)}
 
     # -- the state of every key -----------------------------------------------------------
 

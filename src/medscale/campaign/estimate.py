@@ -44,12 +44,14 @@ def estimate(
             key, campaign.planned[key].assignment, jobs[key]["params"], 1, ()
         )
     max_steps = None
-    if "config" in doc:
-        config = copy.deepcopy(doc["config"])
-        max_steps = int(config["max_steps"])
+    configs = doc["folds"] if "folds" in doc else [doc["config"]] if "config" in doc else []
+    if configs:  # a training: calibrate on fewer steps (every fold of a Bayesian × k-fold)
+        configs = copy.deepcopy(configs)
+        max_steps = int(configs[0]["max_steps"])
         calibration_steps = max(1, min(calibration_steps, max_steps))
-        config["max_steps"] = calibration_steps
-        doc["config"] = config
+        for config in configs:
+            config["max_steps"] = calibration_steps
+        doc.update({"folds": configs} if "folds" in doc else {"config": configs[0]})
     folder = campaign.folder / "calibration"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

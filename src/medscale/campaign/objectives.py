@@ -94,7 +94,32 @@ def _without(split_file: Path, recordings: set[str], out: Path) -> Path:
 
 def train_and_test(context: TrialContext) -> dict[str, Any]:
     """Train the trial's config (resuming its own run if one was interrupted), then score the
-    last model on the split's ``test`` subset."""
+    last model on the split's ``test`` subset. A Bayesian × k-fold trial trains every fold
+    (``run/fold-<i>``), reports the running mean after each, and returns the mean."""
+    folds = context.job.get("folds")
+    if not folds:
+        return _train_and_test_one(context, context.job["config"], context.run_dir)
+    values, outcomes = [], []
+    for i, config in enumerate(folds):
+        outcome = _train_and_test_one(context, config, context.run_dir / f"fold-{i}")
+        outcomes.append(outcome)
+        values.append(outcome["value"])
+        context.report(i + 1, sum(values) / len(values))  # what the pruner judges
+    return {
+        "value": sum(values) / len(values),
+        "fold_values": values,
+        "steps": sum(o["steps"] for o in outcomes),
+        "train_seconds": sum(o["train_seconds"] for o in outcomes),
+        "step_s": outcomes[0]["step_s"],
+        "parameters": outcomes[0]["parameters"],
+        "ranks": outcomes[0]["ranks"],
+        "test_recordings": sum(o["test_recordings"] for o in outcomes),
+    }
+
+
+def _train_and_test_one(
+    context: TrialContext, data: dict[str, Any], run_dir: Path
+) -> dict[str, Any]:
     import torch
 
     from medscale.data.splits import load_split
@@ -108,17 +133,15 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
 
     job = context.job
     store = Store(job["store"], read_only=True)
-    data = job["config"]
     if job.get("exclude_recordings"):
         drop = set(job["exclude_recordings"])
         out = context.trial_dir / "split.json"
         data["split"]["file"] = str(_without(Path(data["split"]["file"]), drop, out))
     config = TrainConfig.from_dict(data, f"trial {context.key}")
-    run_dir = context.run_dir
     resume = (run_dir / "manifest.json").is_file()
     ranks = int(job.get("ranks") or 1)
     if ranks > 1:
-        step, train_seconds = _train_ddp(context, config, ranks)
+        step, train_seconds = _train_ddp(context, config, ranks, run_dir)
     else:
         result = train(config, store, run_dir, resume=resume, progress=False)
         if not result.finished:
@@ -155,7 +178,7 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
     }
 
 
-def _train_ddp(context: TrialContext, config: Any, ranks: int) -> tuple[int, float]:
+def _train_ddp(context: TrialContext, config: Any, ranks: int, run_dir: Path) -> tuple[int, float]:
     """Train under torchrun with ``ranks`` ranks on this trial's devices; SIGTERM is passed
     on (the ranks checkpoint), and torchrun dies with this process."""
     import ctypes
@@ -169,7 +192,7 @@ def _train_ddp(context: TrialContext, config: Any, ranks: int) -> tuple[int, flo
     config_path = context.trial_dir / "train.yaml"
     config_path.write_text(config.to_yaml())
     plan = TorchrunPlan(nproc_per_node=ranks, nnodes=1, rdzv_endpoint=None, rdzv_id="trial")
-    command = torchrun_command(plan, config_path, context.job["store"], context.run_dir, quiet=True)
+    command = torchrun_command(plan, config_path, context.job["store"], run_dir, quiet=True)
     libc = ctypes.CDLL(None, use_errno=True)
 
     def die_with_parent() -> None:
@@ -178,7 +201,7 @@ def _train_ddp(context: TrialContext, config: Any, ranks: int) -> tuple[int, flo
     proc = subprocess.Popen(command, env={**os.environ, **TORCHRUN_ENV}, preexec_fn=die_with_parent)
     signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
     code = proc.wait()
-    result_path = context.run_dir / "result.json"
+    result_path = run_dir / "result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
     if code != 0 or not result.get("finished"):
         if result and not result.get("finished"):

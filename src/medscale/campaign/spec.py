@@ -265,10 +265,10 @@ class CampaignSpec:
         self.forms.sort(key=written.index)
         if not self.forms:
             raise SpecError(f"{self.source}: 'design' names no form; use one of {list(FORMS)}")
-        if "bayesian" in self.forms and len(self.forms) > 1:
+        if "bayesian" in self.forms and not set(self.forms) <= {"bayesian", "kfold"}:
             raise SpecError(
-                f"{self.source}: 'bayesian' cannot be composed with {self.forms} yet; run it "
-                "on its own (one trial = one training run)"
+                f"{self.source}: 'bayesian' composes with 'kfold' only (each trial then trains "
+                f"every fold), not with {[f for f in self.forms if f not in ('bayesian', 'kfold')]}"
             )
         for name, values in (model.design.grid or {}).items():
             if not values:
@@ -336,7 +336,8 @@ class CampaignSpec:
 
     @property
     def is_bayesian(self) -> bool:
-        return self.forms == ["bayesian"]
+        """A Bayesian search (alone, or with every fold of a k-fold inside each trial)."""
+        return "bayesian" in self.forms
 
     # -- expansion ------------------------------------------------------------------------
 
