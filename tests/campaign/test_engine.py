@@ -310,3 +310,23 @@ def test_slurm_worker_script_asks_for_the_spec_resources(tmp_path):
     assert lines.index("module load x") < len(lines) - 1
     assert lines[-1].startswith("exec ") and "campaign worker" in lines[-1]
     assert f"--dir {tmp_path / 'c'}" in lines[-1] and "--ledger journal:" in lines[-1]
+
+
+def test_squeue_time_left_is_parsed():
+    from medscale.campaign.executors import parse_time_left
+
+    assert parse_time_left("1-02:03:04\n") == 86400 + 2 * 3600 + 3 * 60 + 4
+    assert parse_time_left("02:03:04") == 2 * 3600 + 3 * 60 + 4
+    assert parse_time_left("3:04") == 184
+    assert parse_time_left("UNLIMITED") is None and parse_time_left("") is None
+
+
+def test_a_worker_takes_no_trial_its_allocation_cannot_finish(tmp_path):
+    spec = make_spec(tmp_path, design={"grid": {"x": [3.0, 4.0], "sleep_s": [0.5]}})
+    late = Campaign(spec, tmp_path / "c")
+    (tmp_path / "c" / "estimate.json").write_text(json.dumps({"per_trial": {"wall_s": 5.0}}))
+    ran = Worker(late, slots=1, deadline=time.monotonic() + 2.0).run()
+    assert ran == 0 and late.status()["pending"] == 2
+    assert [e["event"] for e in late.events()] == ["allocation_ending"]
+    # with time for a trial, the same worker runs them
+    assert Worker(late, slots=1, deadline=time.monotonic() + 600).run() == 2

@@ -374,6 +374,21 @@ class Campaign:
                 state.status = "done"
                 state.counted = min(complete, key=lambda t: t.number)
 
+    def expected_wall_s(self) -> float | None:
+        """A trial's expected wall time: the mean of finished ones, else the estimate's."""
+        walls = [
+            float(t.user_attrs[A + "wall_s"])
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(A + "wall_s") is not None
+        ]
+        if walls:
+            return sum(walls) / len(walls)
+        estimate = self.folder / "estimate.json"
+        if estimate.is_file():
+            per_trial = json.loads(estimate.read_text()).get("per_trial")
+            return None if per_trial is None else float(per_trial["wall_s"])
+        return None
+
     def _cost_per_trial(self, states: dict[str, KeyState]) -> float | None:
         done = [s.counted.user_attrs.get(A + "cost") for s in states.values() if s.counted]
         done = [c for c in done if c is not None]
@@ -650,8 +665,16 @@ class Worker:
     ``name`` identifies the worker in the ledger (host, pid, SLURM or Ray ids).
     """
 
-    def __init__(self, campaign: Campaign, *, slots: int | None = None, name: str | None = None):
+    def __init__(
+        self,
+        campaign: Campaign,
+        *,
+        slots: int | None = None,
+        name: str | None = None,
+        deadline: float | None = None,
+    ):
         self.campaign = campaign
+        self.deadline = deadline  # time.monotonic() when this worker's allocation ends
         self.execution = campaign.execution
         self.layout = campaign.layout(slots)
         self.slots = self.layout.slots
@@ -736,6 +759,8 @@ class Worker:
         campaign = self.campaign
         idle = min(campaign.ledger.heartbeat_s / 4, 1.0)
         while not self.stopping.is_set():
+            if self._too_late():
+                return
             with campaign.ledger.plan_lock():
                 started = campaign.next_trial(self.slots, self.name)
                 if isinstance(started, Started):
@@ -747,6 +772,18 @@ class Worker:
                 time.sleep(idle)
                 continue
             self._run_one(started, slot)
+
+    def _too_late(self) -> bool:
+        """True when a trial started now would outlast this worker's allocation (it is left
+        for another worker, rather than started, killed and retried)."""
+        if self.deadline is None:
+            return False
+        expected = self.campaign.expected_wall_s()
+        left = self.deadline - time.monotonic()
+        if expected is None or expected < left:
+            return False
+        self.campaign.event("allocation_ending", worker=self.name, left_s=left, trial_s=expected)
+        return True
 
     def _run_one(self, started: Started, slot: int) -> None:
         campaign = self.campaign

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,9 +45,40 @@ def run_worker(
     campaign = Campaign(load_spec(spec_path, store), campaign_dir, ledger=ledger)
     ids = [os.environ.get(v) for v in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")]
     name = f"{socket.gethostname()}:{os.getpid()}" + (f":slurm-{ids[0]}_{ids[1]}" if ids[0] else "")
-    worker = Worker(campaign, slots=slots, name=name)
+    left = slurm_time_left_s()
+    deadline = None if left is None else time.monotonic() + left
+    worker = Worker(campaign, slots=slots, name=name, deadline=deadline)
     install_stop_handler(worker)
     return worker.run()
+
+
+def parse_time_left(text: str) -> float | None:
+    """Seconds in squeue's ``%L`` (``[days-]hours:minutes:seconds``, ``minutes:seconds``);
+    None for ``UNLIMITED``, ``NOT_SET`` or anything else."""
+    days, _, clock = text.strip().rpartition("-")
+    parts = clock.split(":")
+    if (
+        not 1 <= len(parts) <= 3
+        or not all(p.isdigit() for p in parts)
+        or (days and not days.isdigit())
+    ):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
+def slurm_time_left_s() -> float | None:
+    """The time left in this SLURM job (None outside SLURM, or without a limit)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    squeue = shutil.which("squeue")
+    if not job or squeue is None:
+        return None
+    done = subprocess.run(
+        [squeue, "-h", "-j", job, "-o", "%L"], capture_output=True, text=True, check=False
+    )
+    return parse_time_left(done.stdout) if done.returncode == 0 else None
 
 
 def worker_script(
