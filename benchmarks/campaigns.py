@@ -74,6 +74,22 @@ GOAL_TRIAL_MS = 250.0
 # -- small helpers -------------------------------------------------------------------------
 
 
+def _code_state() -> dict[str, Any]:
+    """The commit, whether the engine's sources differ from it, and their newest mtime (a
+    change during the run means the campaigns did not all run the same code)."""
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "?"
+
+    sources = sorted((REPO / "src" / "medscale" / "campaign").glob("*.py"))
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "engine_dirty": bool(git("status", "--porcelain", "--", "src/medscale/campaign")),
+        "engine_mtime": max((f.stat().st_mtime for f in sources), default=0.0),
+    }
+
+
 def _loadavg() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -766,6 +782,7 @@ def main() -> None:
         "python": platform.python_version(),
         "optuna": version("optuna"),
         "loadavg_before": _loadavg(),
+        "code_before": _code_state(),
     }
     print(f"load average before: {meta['loadavg_before']}", flush=True)
     work_root = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="msb-campaigns-"))
@@ -795,6 +812,7 @@ def main() -> None:
         print("4. SLURM", flush=True)
         results["slurm"] = part_slurm(args, work_root)
     meta["loadavg_after"] = _loadavg()
+    meta["code_after"] = _code_state()
     meta["seconds"] = time.perf_counter() - started
     summary = summarize(results)
     print_report(summary)
@@ -802,6 +820,10 @@ def main() -> None:
         f"\nload average before {meta['loadavg_before']}, after {meta['loadavg_after']}; "
         f"whole benchmark {meta['seconds']:.0f} s"
     )
+    before, after = meta["code_before"], meta["code_after"]
+    print(f"code: commit {before['commit']}, engine sources modified: {before['engine_dirty']}")
+    if before != after:
+        print(f"WARNING: the engine's sources changed during the run ({before} -> {after})")
     if args.out:
         Path(args.out).write_text(
             json.dumps({"meta": meta, "summary": summary, "raw": results}, indent=1) + "\n"
