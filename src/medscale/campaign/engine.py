@@ -653,9 +653,8 @@ def _preload(objective: str) -> list[str]:
     modules = ["medscale.campaign.trial", objective.partition(":")[0]]
     if objective == OBJECTIVES["train"]:
         modules += ["torch", "medscale.train.trainer", "medscale.evaluate.results"]
-    main = sys.modules.get("__main__")
-    if main is not None and getattr(main, "__spec__", None) is not None and main.__spec__:
-        modules.append(main.__spec__.name)  # each child re-imports the main module: preload it
+    # Not the main module: each child re-runs it as __mp_main__, and runpy warns when it is
+    # already imported; medscale's entry points import little at the top.
     return modules
 
 
@@ -802,8 +801,7 @@ class Worker:
             self.layout.ranks,
         )
         write_json_atomic(trial_dir / "trial.json", doc)
-        claimed = campaign.ledger.claims().get(started.key)
-        if claimed is not None:  # done meanwhile by another attempt: do not run it twice
+        if campaign.ledger.claimed(started.key):  # done meanwhile: do not run it twice
             trial.set_user_attr(A + "skipped", True)
             self._tell(trial, None, TrialState.FAIL, started)
             return

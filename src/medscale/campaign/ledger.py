@@ -96,6 +96,10 @@ class Ledger:
     def claims(self) -> dict[str, int]:
         raise NotImplementedError
 
+    def claimed(self, key: str) -> bool:
+        """Whether ``key`` is claimed (one lookup, not all claims)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections (the study stays on disk)."""
 
@@ -114,6 +118,7 @@ class JournalLedger(Ledger):
         storage = JournalStorage(JournalFileBackend(journal, lock_obj=lock))
         self.study = _study(storage, name)
         self._plan = FlockLock(folder / "plan.lock")
+        self._known: dict[str, tuple[str, int]] = {}  # claim file -> (key, trial); never change
 
     @contextlib.contextmanager
     def plan_lock(self) -> Iterator[None]:
@@ -165,13 +170,16 @@ class JournalLedger(Ledger):
             tmp.unlink(missing_ok=True)
 
     def claims(self) -> dict[str, int]:
-        out = {}
-        for path in (self.folder / "claims").iterdir():
-            if path.name.startswith("."):
+        # A claim is written once and never changed: read only the files not seen before.
+        for name in os.listdir(self.folder / "claims"):
+            if name.startswith(".") or name in self._known:
                 continue
-            number, key = path.read_text().split("\n", 1)
-            out[key.rstrip("\n")] = int(number)
-        return out
+            number, key = (self.folder / "claims" / name).read_text().split("\n", 1)
+            self._known[name] = (key.rstrip("\n"), int(number))
+        return dict(self._known.values())
+
+    def claimed(self, key: str) -> bool:
+        return self._claim_path(key).exists()
 
 
 def _mtime(path: Path) -> float | None:
@@ -296,6 +304,16 @@ class SqlLedger(Ledger):
                 {"s": self.study_id},
             ).all()
         return {str(k): int(n) for k, n in rows}
+
+    def claimed(self, key: str) -> bool:
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text("SELECT 1 FROM medscale_claims WHERE study_id = :s AND key = :k"),
+                {"s": self.study_id, "k": key},
+            ).first()
+        return row is not None
 
     def close(self) -> None:
         self.engine.dispose()
