@@ -562,14 +562,16 @@ class Campaign:
         }
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per key for `medscale.campaign.report` (counted trials only)."""
+        """One row per key for `medscale.campaign.report`: the counted trial of a done key,
+        else its latest attempt."""
         rows = []
+        grid = set((self.spec.model.design.grid or {}).keys())
         for state in self.key_states().values():
             t = state.counted
             shown = t or (max(state.trials, key=lambda x: x.number) if state.trials else None)
             attrs = shown.user_attrs if shown is not None else {}
             assignment = self.planned[state.key].assignment if state.key in self.planned else {}
-            grid = set((self.spec.model.design.grid or {}).keys())
+            error_lines = (attrs.get(A + "error") or "").strip().splitlines()
             params = {k: v for k, v in assignment.items() if k in grid}
             if shown is not None and shown.params:
                 params.update(shown.params)
@@ -591,11 +593,9 @@ class Campaign:
                     "peak_rss_mb": attrs.get(A + "peak_rss_mb"),
                     "cost": attrs.get(A + "cost"),
                     "run_dir": attrs.get(A + "run_dir"),
-                    "error": (attrs.get(A + "error") or "").strip().splitlines()[-1:] or None,
+                    "error": error_lines[-1] if error_lines else None,  # the exception line
                 }
             )
-            if rows[-1]["error"]:
-                rows[-1]["error"] = rows[-1]["error"][0]
         return rows
 
 
