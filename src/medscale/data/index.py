@@ -155,11 +155,7 @@ class WindowIndex:
     def _group(self, group: ChannelGroup, infos: Sequence[RecordingInfo]) -> GroupCandidates:
         rows, offsets = [], [0]
         for info in infos:
-            rows += [
-                k
-                for k, c in enumerate(info.channels)
-                if group.matches(c.name, c.type)
-            ]
+            rows += [k for k, c in enumerate(info.channels) if group.matches(c.name, c.type)]
             offsets.append(len(rows))
         if not rows:
             types = sorted({c.type for i in infos for c in i.channels})
