@@ -658,6 +658,29 @@ def _preload(objective: str) -> list[str]:
     return modules
 
 
+def trial_forkserver(objective: str) -> Any:
+    """The fork-server context trials start from, with ``objective``'s modules preloaded.
+
+    The fork server is one per process: one already running with other modules (started by
+    an earlier campaign or estimate in this process) is restarted, or every trial of this
+    campaign would import torch itself (seconds each, and `estimate` would time that)."""
+    import multiprocessing.forkserver as forkserver
+
+    preload = _preload(objective)
+    server = getattr(forkserver, "_forkserver", None)
+    running = getattr(server, "_forkserver_pid", None) is not None
+    if (
+        running
+        and getattr(server, "_preload_modules", None) != preload
+        and hasattr(server, "_stop")
+    ):
+        server._stop()
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    forkserver.ensure_running()  # its imports now, not inside the first (timed) trial
+    return context
+
+
 class Worker:
     """Runs trials of one campaign on ``slots`` slots until none is left.
 
@@ -685,8 +708,7 @@ class Worker:
         self.trials_run = 0
         self._ctx: Any = None
         if self.execution.trial_process == "forkserver":
-            self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload(_preload(campaign.objective))
+            self._ctx = trial_forkserver(campaign.objective)
         if campaign.spec.is_bayesian:
             self._set_sampler()
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import copy
 import math
-import multiprocessing
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from medscale.campaign.engine import Campaign, start_trial_process, wait_trial_process
+from medscale.campaign.engine import (
+    Campaign,
+    start_trial_process,
+    trial_forkserver,
+    wait_trial_process,
+)
 from medscale.campaign.trial import write_json_atomic
 from medscale.errors import SpecError
 
@@ -57,7 +61,8 @@ def estimate(
     folder.mkdir(parents=True)
     write_json_atomic(folder / "trial.json", doc)
     started = time.perf_counter()
-    ctx = multiprocessing.get_context("forkserver")
+    # started as the campaign's trials will be: from the fork server with their modules loaded
+    ctx = trial_forkserver(campaign.objective)
     exit_code = wait_trial_process(start_trial_process(folder, ctx))
     wall = time.perf_counter() - started
     outcome = _outcome(folder)
