@@ -651,8 +651,16 @@ def _check_leave_one_out(
 
 def _preload(objective: str) -> list[str]:
     modules = ["medscale.campaign.trial", objective.partition(":")[0]]
-    if objective == OBJECTIVES["train"]:
-        modules += ["torch", "medscale.train.trainer", "medscale.evaluate.results"]
+    if objective == OBJECTIVES["train"]:  # everything a training trial imports
+        modules += [
+            "torch",
+            "medscale.train.trainer",
+            "medscale.train.trained",
+            "medscale.train.report",
+            "medscale.data.torch_data",
+            "medscale.evaluate.inference",
+            "medscale.evaluate.results",
+        ]
     # Not the main module: each child re-runs it as __mp_main__, and runpy warns when it is
     # already imported; medscale's entry points import little at the top.
     return modules
@@ -677,7 +685,11 @@ def trial_forkserver(objective: str) -> Any:
         server._stop()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload)
-    forkserver.ensure_running()  # its imports now, not inside the first (timed) trial
+    # The server imports its modules in the background: wait for them with one empty child,
+    # so that no trial's wall time (nor estimate's calibration) includes them.
+    warm_up = context.Process(target=os.getpid)
+    warm_up.start()
+    warm_up.join()
     return context
 
 
