@@ -44,7 +44,7 @@ def write_spec(folder: Path, store: Path, design: dict, **extra) -> Path:
     spec = {
         "name": extra.pop("name", "c"),
         "store": str(store),
-        "base": BASE,
+        "base": {**BASE, **extra.pop("base_changes", {})},
         "seed": 3,
         "design": design,
         "execution": {"slots": 1, "heartbeat_s": 5},
@@ -90,8 +90,9 @@ def test_leave_one_out_names_a_channel_no_recording_has(tmp_path, train_store):
 
 
 def test_leave_one_channel_group_out_by_3_folds_locally_with_estimate(tmp_path, train_store):
-    path = write_spec(tmp_path, train_store, LOCO)
-    projected = estimate(Campaign(CampaignSpec.load(path), tmp_path / "est"), calibration_steps=4)
+    # 48 steps: training, not the fixed start and test, is most of each trial (as in real use)
+    path = write_spec(tmp_path, train_store, LOCO, base_changes={"max_steps": 48})
+    projected = estimate(Campaign(CampaignSpec.load(path), tmp_path / "est"), calibration_steps=8)
     campaign, said = run_campaign(path, tmp_path / "run", progress=False)
     assert said["trials_run"] == 6
     check_done(campaign, 6)

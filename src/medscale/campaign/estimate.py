@@ -107,6 +107,14 @@ def estimate(
         grad_bytes = 4.0 * float(metrics.get("parameters") or 0)
         train_s *= 1.0 / ddp_speedup(step_s, grad_bytes, layout.ranks, link) if step_s else 1.0
     per_trial_wall = fixed_s + train_s
+    # Testing scales with the test nights, which differ between folds: project each key's
+    # testing from the calibration's seconds per night.
+    test_s, nights = float(metrics.get("test_seconds") or 0.0), metrics.get("test_recordings")
+    keys_nights = _test_nights(jobs) if nights and not spec.is_bayesian else []
+    if keys_nights:
+        per_night = test_s / float(nights)
+        walls = [per_trial_wall - test_s + per_night * n_test for n_test in keys_nights]
+        per_trial_wall = sum(walls) / len(walls)
     slots = layout.slots
     n = spec.n_trials()
     device_s = per_trial_wall * layout.held
@@ -138,6 +146,22 @@ def estimate(
     )
     write_json_atomic(campaign.folder / "estimate.json", result)
     return result
+
+
+def _test_nights(jobs: dict[str, dict[str, Any]]) -> list[int]:
+    """Per fixed key: the number of test recordings in its split."""
+    from medscale.data.splits import load_split
+
+    sizes: dict[str, int] = {}
+    out = []
+    for job in jobs.values():
+        split_file = (job.get("config") or {}).get("split", {}).get("file")
+        if split_file is None:
+            return []
+        if split_file not in sizes:
+            sizes[split_file] = len(load_split(split_file).subsets.get("test") or [])
+        out.append(sizes[split_file])
+    return out
 
 
 def _run_calibration(folder: Path, doc: dict[str, Any], ctx: Any) -> int | None:

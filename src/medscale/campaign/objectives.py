@@ -114,6 +114,7 @@ def train_and_test(context: TrialContext) -> dict[str, Any]:
         "parameters": outcomes[0]["parameters"],
         "ranks": outcomes[0]["ranks"],
         "test_recordings": sum(o["test_recordings"] for o in outcomes),
+        "test_seconds": sum(o["test_seconds"] for o in outcomes),
     }
 
 
@@ -147,6 +148,7 @@ def _train_and_test_one(
         if not result.finished:
             raise TrialInterrupted(f"stopped at step {result.step} ({result.stopped})")
         step, train_seconds = result.step, result.train_seconds
+    tested_from = time.perf_counter()
     test = load_split(config.split.file).subsets.get("test") or []
     if not test:
         raise SpecError(f"trial {context.key}: its split has no 'test' recordings to score")
@@ -175,6 +177,7 @@ def _train_and_test_one(
         "parameters": sum(p.numel() for p in trained.model.parameters()),
         "ranks": ranks,
         "test_recordings": len(predictions),
+        "test_seconds": time.perf_counter() - tested_from,
     }
 
 
