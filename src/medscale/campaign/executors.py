@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from medscale.campaign.engine import Campaign, Worker, install_stop_handler
+from medscale.campaign.engine import Campaign, Worker, _ProgressBar, install_stop_handler
 from medscale.campaign.spec import CampaignSpec
 
 __all__ = ["EXECUTORS", "run_campaign", "run_worker", "worker_script"]
@@ -122,8 +122,8 @@ def _run_slurm(campaign: Campaign, spec_path: str | Path, progress: bool) -> dic
     script = worker_script(campaign, spec_path)
     job_id = slurm_launch.submit(script, campaign.folder / "slurm" / "workers.sbatch")
     campaign.event("slurm_submit", job_id=job_id, tasks=campaign.spec.model.slurm.tasks)
-    bar = _poller(campaign, progress)
-    state = slurm_launch.wait_for_job(job_id, poll_s=1.0, on_poll=bar)
+    bar = _ProgressBar(campaign, progress)
+    state = slurm_launch.wait_for_job(job_id, poll_s=1.0, on_poll=bar.update)
     return {"executor": "slurm", "job_id": job_id, "states": state.states}
 
 
@@ -160,24 +160,13 @@ def _run_ray(campaign: Campaign, spec_path: str | Path, progress: bool) -> dict[
             )
             for i in range(workers.workers)
         ]  # fmt: skip
-        poll = _poller(campaign, progress)
+        poll = _ProgressBar(campaign, progress).update
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, timeout=1.0)
             poll()
         ran = ray.get(refs)
     return {"executor": "ray", "trials_per_worker": ran}
-
-
-def _poller(campaign: Campaign, progress: bool) -> Any:
-    from medscale.campaign.engine import _ProgressBar
-
-    bar = _ProgressBar(campaign, progress)
-
-    def poll() -> None:
-        bar.update()
-
-    return poll
 
 
 def run_campaign(
