@@ -1,7 +1,8 @@
 """The `medscale` command: thin subcommands over the library API.
 
 Each command parses its arguments, calls one library function, prints, and returns an exit
-code: 0 success, 1 a medscale error (bad input, failed recordings), 2 a usage error.
+code: 0 success, 1 a medscale error (bad input, failed recordings), 2 a usage error, 141 the
+reader of our output closed the pipe (``medscale store info | head``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -55,29 +57,31 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         config=IngestConfig(sfreq_hz=args.sfreq_hz),
         progress=not args.quiet,
         runner=runner,
+        lock_timeout_s=args.wait_lock,
     )
-    print(
-        f"{report.dataset}: {report.count('ingested')} ingested, {report.count('skipped')} "
-        f"up to date, {report.count('failed')} failed, {report.count('not_attempted')} not "
-        f"attempted; {len(report.unmatched_files)} other files not ingested"
-    )
+    print(report.summary_line())
     for unit in report.units:
-        if unit.status in ("failed", "not_attempted"):
-            print(f"  {unit.status}: {unit.recording_id}: {unit.reason}")
+        for line in unit.attention():
+            print(f"  {line}")
     for warning in report.run_warnings:
         print(f"  warning: {warning}")
     if report.stopped:
         print(f"the run stopped early: {report.stopped}", file=sys.stderr)
     print("report: " + ", ".join(report.report_paths))
-    return 0 if report.ok else 1
+    return 0 if report.ok else 1  # partial success is 1: the failed recordings are listed
 
 
 def _cmd_store_info(args: argparse.Namespace) -> int:
     from medscale.store.store import Store
     from medscale.store.summary import summarize_store
 
-    print(summarize_store(Store(args.store, read_only=True)).to_text())
-    return 0
+    store = Store(args.store, read_only=True)
+    print(summarize_store(store).to_text())
+    damaged = [(i.key, store.verify_recording(i)) for i in store.recordings()]
+    damaged = [(key, problem) for key, problem in damaged if problem]
+    for key, problem in damaged:
+        print(f"damaged: {key}: {problem} (rerun its ingest to repair it)")
+    return 1 if damaged else 0
 
 
 def _cmd_privacy_audit(args: argparse.Namespace) -> int:
@@ -388,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--time", default="01:00:00", help="slurm: time limit a task")
     ingest.add_argument("--work-dir", help="slurm: job files and logs (default: STORE-jobs)")
     ingest.add_argument("--ray-address", help="ray: cluster address (default: a local Ray)")
+    ingest.add_argument(
+        "--wait-lock",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another ingest into the store to finish (default: refuse)",
+    )
     ingest.set_defaults(func=_cmd_ingest)
 
     store = command(sub, "store", help="inspect a store")
@@ -514,6 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `medscale store info | head`: the reader left, nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit flush does not raise again
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe would
 
 
 if __name__ == "__main__":

@@ -27,6 +27,25 @@ class UnitReport:
     warnings: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
+    @property
+    def trimmed(self) -> bool:
+        """Whether alignment dropped scored epochs or signal (the spec opted in to trimming)."""
+        return self.status == "ingested" and bool(self.trim.get("reasons"))
+
+    def attention(self) -> list[str]:
+        """Lines a person must read: why it failed, what was trimmed or repaired."""
+        if self.status in ("failed", "not_attempted"):
+            return [f"{self.status}: {self.recording_id}: {self.reason}"]
+        lines = []
+        if self.trimmed:
+            lines.append(
+                f"trimmed: {self.recording_id}: {'; '.join(self.trim['reasons'])} "
+                f"({self.trim['epochs_dropped_start']} epochs dropped at the start, "
+                f"{self.trim['epochs_dropped_end']} at the end)"
+            )
+        lines += [f"repaired: {self.recording_id}: {w}" for w in self.warnings if "damaged" in w]
+        return lines
+
 
 @dataclass
 class IngestReport:
@@ -53,7 +72,17 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
-        return not self.stopped and self.count("failed") == 0
+        """True when every planned recording is stored: none failed or was left out."""
+        return not self.stopped and self.count("failed") + self.count("not_attempted") == 0
+
+    def summary_line(self) -> str:
+        trimmed = sum(u.trimmed for u in self.units)
+        return (
+            f"{self.dataset}: {self.count('ingested')} ingested ({trimmed} trimmed), "
+            f"{self.count('skipped')} up to date, {self.count('failed')} failed, "
+            f"{self.count('not_attempted')} not attempted; {len(self.unmatched_files)} other "
+            "files not ingested"
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -66,9 +95,8 @@ class IngestReport:
             f"- source: `{self.source_root}`",
             f"- store: `{self.store}` (content hash `{self.store_content_hash[:12]}`)",
             f"- run: {self.started_at} to {self.finished_at}, {self.workers} worker(s)",
-            f"- recordings: {self.count('ingested')} ingested, {self.count('skipped')} skipped "
-            f"(up to date), {self.count('failed')} failed, "
-            f"{self.count('not_attempted')} not attempted",
+            f"- recordings: {self.summary_line().split(': ', 1)[1]}",
+            f"- outcome: {'complete' if self.ok else 'INCOMPLETE (exit status 1)'}",
             f"- other files not ingested: {len(self.unmatched_files)}",
         ]
         if self.stopped:

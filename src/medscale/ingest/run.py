@@ -8,6 +8,7 @@ the QC report come out the same.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import hashlib
@@ -29,7 +30,7 @@ from medscale import __version__
 from medscale.datasets.spec import DatasetSpec, load_dataset_spec
 from medscale.errors import MedscaleError, SpecError
 from medscale.ingest.convert import convert_unit, source_hash, stage_counts
-from medscale.ingest.plan import IngestUnit, plan_ingest
+from medscale.ingest.plan import IngestPlan, IngestUnit, plan_ingest
 from medscale.ingest.report import IngestReport, UnitReport
 from medscale.privacy.pseudonyms import KEY_ENV, KEY_FILE_ENV, PseudonymKey, scrub
 from medscale.privacy.secrets import mask_credentials
@@ -160,7 +161,10 @@ def _ingest_unit(
         digest, files = source_hash(unit)
         config_hash = config.config_hash(spec)
         existing = store.recording(unit.dataset, unit.recording_id)
-        if (
+        damage = store.verify_recording(existing) if existing is not None else None
+        if damage:
+            report.warnings.append(f"the stored copy was damaged ({damage}); re-ingested")
+        elif (
             not overwrite
             and existing is not None
             and existing.source_hash == digest
@@ -199,9 +203,12 @@ def _ingest_unit(
     report.stored_duration_s = len(converted.arrays.hypnogram) * config.epoch_length_s
     report.stage_counts = stage_counts(converted.arrays.hypnogram)
     report.trim = converted.trim.__dict__
-    report.warnings = converted.warnings
+    report.warnings += converted.warnings
     try:
-        Store(store_location).write_recording(converted.arrays)
+        store = Store(store_location)
+        lock = store.writer_lock()
+        with lock.writing() if lock is not None else contextlib.nullcontext():
+            store.write_recording(converted.arrays)
     except OSError as exc:
         if exc.errno in _STORE_ERRNOS:
             raise StoreWriteFailed(
@@ -222,6 +229,7 @@ def ingest(
     config: IngestConfig = IngestConfig(),
     progress: bool = True,
     runner: UnitRunner | None = None,
+    lock_timeout_s: float = 0.0,
 ) -> IngestReport:
     """Ingest every recording of ``spec`` under ``source`` into ``store``.
 
@@ -229,14 +237,49 @@ def ingest(
     `medscale.launch`).
 
     Recordings already stored with the same source and config hashes are skipped, so a rerun
-    after a crash does only the rest. Files that fail are reported and the run goes on; a
-    store fault (disk full, permission denied) stops the run cleanly. The report is written
-    to ``STORE/reports/`` as JSON and Markdown, and returned.
+    after a crash does only the rest; a stored recording whose arrays are damaged is
+    re-ingested. Files that fail are reported and the run goes on; a store fault (disk
+    full, permission denied) stops the run cleanly. The report is written to
+    ``STORE/reports/`` as JSON and Markdown, and returned.
+
+    The run holds the store's writer lock throughout: while another run holds it, this one
+    waits up to ``lock_timeout_s`` and then raises `StoreLockedError`, naming the holder.
     """
     spec_obj = spec if isinstance(spec, DatasetSpec) else load_dataset_spec(spec)
     source_root = Path(source)
     plan = plan_ingest(spec_obj, source_root)
     store_obj = Store.create(store)
+    lock = store_obj.writer_lock(lock_timeout_s)
+    with lock if lock is not None else contextlib.nullcontext():
+        return _ingest_planned(
+            spec,
+            spec_obj,
+            plan,
+            store_obj,
+            locked=lock is not None,
+            workers=workers,
+            overwrite=overwrite,
+            config=config,
+            progress=progress,
+            runner=runner,
+        )
+
+
+def _ingest_planned(
+    spec: DatasetSpec | str | Path,
+    spec_obj: DatasetSpec,
+    plan: IngestPlan,
+    store_obj: Store,
+    *,
+    locked: bool,
+    workers: int,
+    overwrite: bool,
+    config: IngestConfig,
+    progress: bool,
+    runner: UnitRunner | None,
+) -> IngestReport:
+    """`ingest` once the plan is made and the store's writer lock is held."""
+    source_root, store = plan.source_root, store_obj.location
     _check_same_key(store_obj, spec_obj, plan.key)
     key_id = plan.key.key_id if plan.key is not None else None
     report = IngestReport(
@@ -280,6 +323,11 @@ def ingest(
                 )
             )
         report.run_warnings = _privacy_notes(spec_obj, plan.key) + _unused_aliases(spec_obj, report)
+        if not locked:
+            report.run_warnings.append(
+                "the store is an object-store URL, where no writer lock is possible: run one "
+                "ingest into it at a time"
+            )
         report.finished_at = _now()
         report.store_content_hash = store_obj.content_hash()
         try:

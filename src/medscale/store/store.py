@@ -1,11 +1,14 @@
 """`Store`: the standard chunked store of many datasets, on a local disk or any fsspec URL.
 
 Contract:
-- Writers of *different* recordings may run in many processes at once without locks: each
-  recording lives in its own folder, and shared files are only written by `Store.create`.
-- A recording becomes visible only when its commit record is written, after all its arrays.
-  A process killed mid-write leaves an uncommitted folder that readers ignore and the next
-  write of that recording replaces.
+- One writer run per store at a time: it holds `Store.writer_lock` (`medscale.store.lock`).
+  Under it, the run's worker processes write *different* recordings at once: each recording
+  lives in its own folder, and shared files are only written by `Store.create`.
+- A recording becomes visible only when its commit record is written, after all its arrays
+  are durable (fsynced on local disks). A process killed mid-write leaves an uncommitted
+  folder that readers ignore and the next write of that recording replaces.
+- `Store.verify_recording` checks that a commit record's arrays are all there, so a record
+  damaged after its commit is reported and re-ingested, never taken as up to date.
 - Readers refuse a store whose layout version they do not know.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from medscale.store.layout import (
     ChannelInfo,
     RecordingInfo,
 )
+from medscale.store.lock import StoreLock
 
 # One inner chunk is 8 min at 128 Hz: a 35-epoch window touches 3 to 4 chunks per channel.
 SIGNAL_CHUNK_SAMPLES = 61440
@@ -63,6 +68,22 @@ class RecordingArrays:
 
 def _is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folders themselves, children first."""
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            _fsync_path(Path(dirpath) / name)
+        _fsync_path(Path(dirpath))
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def stage_index(hypnogram: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -204,6 +225,8 @@ class Store:
         signals[:] = arrays.signals
         group.create_array("hypnogram", data=arrays.hypnogram.astype(np.int8), overwrite=True)
         group.create_array("stage_epochs", data=epochs, overwrite=True)
+        if not _is_url(self.location):  # object stores: a returned PUT is durable already
+            _fsync_tree(Path(self._root) / self._group_path(arrays.dataset, arrays.recording_id))
         info = RecordingInfo(
             dataset=arrays.dataset,
             recording_id=arrays.recording_id,
@@ -235,8 +258,12 @@ class Store:
             self._fs.pipe_file(path, payload)  # one object PUT is atomic on object stores
             return
         partial = f"{path}.{uuid.uuid4().hex}.partial"
-        self._fs.pipe_file(partial, payload)
-        self._fs.mv(partial, path)  # rename: atomic on POSIX
+        with open(partial, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)  # rename: atomic on POSIX
+        _fsync_path(Path(path).parent)  # the rename itself survives a power cut
 
     def remove_recording(self, dataset: str, recording_id: str) -> None:
         """Uncommit first, then delete the arrays, so no reader sees a half-deleted recording."""
@@ -246,6 +273,37 @@ class Store:
         group = f"{self._root}/{self._group_path(dataset, recording_id)}"
         if self._fs.exists(group):
             self._fs.rm(group, recursive=True)
+
+    def writer_lock(self, timeout_s: float = 0.0) -> StoreLock | None:
+        """The store's writer lock (not yet taken), or None for an object-store URL, where
+        no lock is possible and writers must be run one at a time by hand."""
+        if _is_url(self.location):
+            return None
+        return StoreLock(self._root, timeout_s=timeout_s)
+
+    def verify_recording(self, info: RecordingInfo) -> str | None:
+        """What is wrong with a committed recording's arrays, or None when they are whole.
+
+        Checks that each array opens, has the shape its commit record implies, and has every
+        chunk written; it does not decode the samples.
+        """
+        n_scored = sum(v for k, v in info.stage_counts.items() if k != "UNKNOWN")
+        expected = {
+            "signals": (len(info.channels), info.n_samples),
+            "hypnogram": (info.n_epochs,),
+            "stage_epochs": (n_scored,),
+        }
+        for name, shape in expected.items():
+            try:
+                array = self._array(info, name)
+                if array.shape != shape:
+                    return f"array {name!r} has shape {array.shape}; its commit says {shape}"
+                missing = array.nchunks - array.nchunks_initialized
+            except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
+                return f"array {name!r} cannot be opened ({type(exc).__name__}: {exc})"
+            if missing:
+                return f"array {name!r} lacks {missing} of its {array.nchunks} chunks"
+        return None
 
     # -- reading ----------------------------------------------------------------------------
 
