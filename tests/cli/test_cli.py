@@ -34,7 +34,8 @@ def test_ingest_then_store_info(tmp_path, capsys):
         main(["ingest", "sleep-edf-sc", "--source", str(SAMPLE), "--store", str(store), "-q"]) == 0
     )
     out = capsys.readouterr().out
-    assert "sleep-edf-sc: 1 ingested, 0 up to date, 0 failed" in out
+    assert "sleep-edf-sc: 1 ingested (1 trimmed), 0 up to date, 0 failed" in out
+    assert "trimmed: SC4001: signal and hypnogram cover different spans" in out
     assert main(["store", "info", str(store)]) == 0
     info = capsys.readouterr().out
     assert "sleep-edf-sc" in info and "0.08" in info  # 10 epochs of 30 s

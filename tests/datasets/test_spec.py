@@ -52,13 +52,13 @@ def test_unknown_key_is_named_with_the_file(tmp_path):
 
 
 def test_nested_unknown_key_and_wrong_type_are_named():
-    bad = MINIMAL | {"align": {"rule": "overlap", "wake_margin": 3}}
+    bad = MINIMAL | {"align": {"mismatch": "trim", "wake_margin": 3}}
     with pytest.raises(SpecError, match=r"unknown key 'align.wake_margin'"):
         parse_dataset_spec(bad, "x.yaml")
     with pytest.raises(SpecError, match=r"field 'version'.*got 'one'"):
         parse_dataset_spec(MINIMAL | {"version": "one"}, "x.yaml")
-    with pytest.raises(SpecError, match=r"field 'align.rule'"):
-        parse_dataset_spec(MINIMAL | {"align": {"rule": "longest"}}, "x.yaml")
+    with pytest.raises(SpecError, match=r"field 'align.mismatch'"):
+        parse_dataset_spec(MINIMAL | {"align": {"mismatch": "longest"}}, "x.yaml")
 
 
 def test_missing_required_key_is_named():

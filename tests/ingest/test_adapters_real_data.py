@@ -74,9 +74,11 @@ def _run(spec: DatasetSpec | str, source: Path, store: Path) -> tuple[IngestRepo
 
 
 def _synthetic_spec(name: str) -> DatasetSpec:
-    """The shipped spec, unchanged but for ``synthetic: true``."""
-    spec = load_dataset_spec(name)
-    return parse_dataset_spec(spec.model_dump() | {"synthetic": True}, f"{name} (synthetic)")
+    """The shipped spec but for ``synthetic: true`` and ``align.mismatch: trim``: the
+    synthetic signals written under real scorings are shorter than those scorings."""
+    data = load_dataset_spec(name).model_dump()
+    data |= {"synthetic": True, "align": data["align"] | {"mismatch": "trim"}}
+    return parse_dataset_spec(data, f"{name} (synthetic)")
 
 
 def _shown(report: IngestReport, rel: str) -> str:

@@ -37,6 +37,11 @@ class SignalFiles(_Strict):
         description="files read with the signal file (e.g. WFDB '{dir}/{rec}.dat'), as globs",
     )
     reader: str = "auto"
+    truncated: Literal["fail", "keep"] = Field(
+        default="fail",
+        description="an EDF/BDF holding fewer data records than its header declares: fail "
+        "the recording, or keep the records it holds (reported as trimmed)",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
     options_by_recording: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -68,14 +73,18 @@ class AnnotationFiles(_Strict):
 class Alignment(_Strict):
     """How the signal and the hypnogram are cut to the same span of whole epochs.
 
-    ``overlap`` keeps the epochs both cover. ``hypnogram`` requires the signal to cover every
-    scored epoch (up to ``tolerance_s``) and fails otherwise. ``wake_margin_min`` keeps at most
-    that many minutes of wake before the first and after the last sleep epoch. ``lights`` crops
-    to lights-off/on when the annotations carry them.
+    ``mismatch: fail`` (the default) fails a recording whose signal and hypnogram start or
+    end more than ``tolerance_s`` apart (a hypnogram of another night, a cut file).
+    ``mismatch: trim`` keeps the epochs both cover, as long as they overlap by at least
+    ``min_overlap`` of the shorter of the two; every trim is in the QC report. When both
+    files carry clock times, the hypnogram is placed by clock time, not by its first row.
+    ``wake_margin_min`` keeps at most that many minutes of wake before the first and after
+    the last sleep epoch. ``lights`` crops to lights-off/on when the annotations carry them.
     """
 
-    rule: Literal["overlap", "hypnogram"] = "overlap"
+    mismatch: Literal["fail", "trim"] = "fail"
     tolerance_s: float = Field(default=30.0, ge=0)
+    min_overlap: float = Field(default=0.5, gt=0, le=1)
     wake_margin_min: float | None = Field(default=None, ge=0)
     lights: Literal["crop", "keep"] = "keep"
 

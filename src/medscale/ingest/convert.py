@@ -18,8 +18,9 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from medscale.datasets.spec import DatasetSpec
-from medscale.errors import AlignmentError, ChannelError, SpecError
+from medscale.errors import AlignmentError, ChannelError, RecordingReadError, SpecError
 from medscale.ingest.plan import IngestUnit
+from medscale.io.edf import read_edf_header
 from medscale.io.hypnograms import read_hypnogram, to_aasm
 from medscale.io.recording import Hypnogram, RawHypnogram, Recording, Signal
 from medscale.io.signals import list_signal_labels, read_signals
@@ -234,28 +235,40 @@ def _check_plausible(unit: IngestUnit, name: str, sig: Signal) -> None:
 
 
 def _align(
-    spec: DatasetSpec, hypnogram: Hypnogram, signal_duration_s: float
+    spec: DatasetSpec, unit: IngestUnit, hypnogram: Hypnogram, signal_duration_s: float
 ) -> tuple[int, int, Trim]:
-    """The epoch range [first, stop) to keep, under the spec's alignment rule."""
+    """The epoch range [first, stop) to keep, under the spec's mismatch policy."""
     epoch = hypnogram.epoch_length_s
     onset, n = hypnogram.onset_s, len(hypnogram.stages)
+    end = onset + n * epoch
     first = max(0, math.ceil(-onset / epoch - 1e-9))
     stop = min(n, math.floor((signal_duration_s - onset) / epoch + 1e-9))
-    trim = Trim()
-    if spec.align.rule == "hypnogram":
-        uncovered = max(0.0, -onset) + max(0.0, onset + n * epoch - signal_duration_s)
-        if uncovered > spec.align.tolerance_s:
+    policy = spec.align
+    described = (
+        f"the hypnogram ({unit.annotation_path.name}: {n} epochs of {epoch:g} s = "
+        f"{n * epoch:g} s, from {onset:g} s) and the signal ({unit.signal_path.name}: "
+        f"{signal_duration_s:.1f} s)"
+    )
+    if policy.mismatch == "fail":
+        gaps = abs(onset), abs(end - signal_duration_s)
+        if max(gaps) > policy.tolerance_s:
             raise AlignmentError(
-                f"the signal ({signal_duration_s:.1f} s) does not cover the hypnogram "
-                f"({n} epochs from {onset:.1f} s): {uncovered:.1f} s uncovered, more than "
-                f"align.tolerance_s = {spec.align.tolerance_s}"
+                f"{described} start {gaps[0]:.1f} s and end {gaps[1]:.1f} s apart, more than "
+                f"align.tolerance_s = {policy.tolerance_s:g}; is the hypnogram of this "
+                "night? To keep only the span both cover, set align.mismatch: trim"
+            )
+    else:
+        overlap = max(0.0, min(end, signal_duration_s) - max(onset, 0.0))
+        shorter = min(n * epoch, signal_duration_s)
+        if overlap < policy.min_overlap * shorter:
+            raise AlignmentError(
+                f"{described} overlap by {overlap:.1f} s, {overlap / shorter:.0%} of the "
+                f"shorter; align.min_overlap asks for {policy.min_overlap:.0%}"
             )
     if stop <= first:
-        raise AlignmentError(
-            f"signal ({signal_duration_s:.1f} s) and hypnogram ({n} epochs of {epoch} s "
-            f"from {onset:.1f} s) do not overlap by one whole epoch"
-        )
-    if first or stop < n or onset > 0 or signal_duration_s > onset + stop * epoch:
+        raise AlignmentError(f"{described} do not overlap by one whole epoch")
+    trim = Trim()
+    if first or stop < n or onset >= epoch or signal_duration_s - (onset + stop * epoch) >= epoch:
         trim.reasons.append("signal and hypnogram cover different spans")
     if spec.align.lights == "crop":
         off = [e.onset_s for e in hypnogram.events if e.label.lower() == "lights off"]
@@ -280,6 +293,44 @@ def _align(
     trim.signal_dropped_start_s = onset + first * epoch
     trim.signal_dropped_end_s = max(0.0, signal_duration_s - (onset + stop * epoch))
     return first, stop, trim
+
+
+def _check_truncation(spec: DatasetSpec, unit: IngestUnit, reader: str) -> str | None:
+    """An EDF/BDF with fewer data records than its header declares fails, unless the spec
+    keeps what is there (``signals.truncated: keep``); then the returned note says so."""
+    is_edf = reader == "edf" or (
+        reader == "auto" and unit.signal_path.suffix.lower() in (".edf", ".bdf", ".rec")
+    )
+    if not is_edf:
+        return None
+    header, _ = read_edf_header(unit.signal_path)
+    declared, found = header.n_records_declared, header.n_records
+    if declared in (-1, found):  # -1: "unknown", written by a recorder still running
+        return None
+    seconds = header.record_duration_s
+    message = (
+        f"{unit.signal_path.name}: header field n_records declares {declared} data records "
+        f"({declared * seconds:g} s) but the file holds {found} ({found * seconds:g} s)"
+    )
+    if spec.signals.truncated == "fail" or found > declared:
+        raise RecordingReadError(
+            f"{message}; the file is cut or its header is wrong (set signals.truncated: keep "
+            "to ingest the records it holds)"
+        )
+    return message + "; kept the records it holds (signals.truncated: keep)"
+
+
+def _place_by_clock(raw: RawHypnogram, recording: Recording) -> str | None:
+    """Shift a clock-timed hypnogram to seconds from the signal's start; None when either
+    side lacks a clock time."""
+    if raw.clock_s is None or recording.start is None:
+        return None
+    start = recording.start.time()
+    start_s = start.hour * 3600 + start.minute * 60 + start.second + start.microsecond / 1e6
+    day = 86_400.0
+    offset = (raw.clock_s - start_s + day / 2) % day - day / 2  # nearest: within +-12 h
+    raw.onset_s += offset
+    return f"hypnogram placed by clock time: it starts {raw.onset_s:g} s after the signal"
 
 
 def _run_hook(spec: DatasetSpec, recording: Recording, raw: RawHypnogram, unit: IngestUnit):
@@ -317,8 +368,10 @@ def convert_unit(
         for name in spec.derivations:
             wanted.update(op.strip().lower() for op in spec.derivation_operands(name))
         labels = [label for label in available if label.strip().lower() in wanted]
+    truncation = _check_truncation(spec, unit, spec.signals.reader)
     recording = read_signals(unit.signal_path, labels, reader=spec.signals.reader, **options)
     raw = read_hypnogram(unit.annotation_path, spec.annotations.format, **spec.annotations.options)
+    clock_note = _place_by_clock(raw, recording)
     if spec.hook:
         recording, raw = _run_hook(spec, recording, raw, unit)
     synthetic = recording.synthetic or any(
@@ -331,6 +384,7 @@ def convert_unit(
             f"(synthetic: {spec.synthetic}); synthetic and real data are never mixed"
         )
     warnings = list(recording.warnings) + list(raw.warnings)
+    warnings += [note for note in (truncation, clock_note) if note]
     hypnogram = to_aasm(raw, load_label_map(spec.annotations.label_map), epoch_length_s)
     file_labels = available if available is not None else list(recording.labels)
     groups = dict(unit.groups)
@@ -346,7 +400,9 @@ def convert_unit(
                 f"{sfreq_hz:g} Hz: upsampled, it holds nothing above {sig.sfreq_hz / 2:g} Hz"
             )
     source_duration_s = min(sig.duration_s for _, sig, _ in mapped)
-    first, stop, trim = _align(spec, hypnogram, source_duration_s)
+    first, stop, trim = _align(spec, unit, hypnogram, source_duration_s)
+    if truncation:
+        trim.reasons.append(truncation)
     n_samples = round((stop - first) * epoch_length_s * sfreq_hz)
     start_sample = round((hypnogram.onset_s + first * epoch_length_s) * sfreq_hz)
 

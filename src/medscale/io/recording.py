@@ -71,7 +71,8 @@ class Event:
 class RawHypnogram:
     """Stages exactly as the file names them, one label per epoch of ``epoch_length_s``.
 
-    ``onset_s`` is where the first epoch starts, in seconds from the recording start.
+    ``onset_s`` is where the first epoch starts, in seconds from the recording start (or
+    from ``clock_s``, when the file gives clock times).
     Mapping to AASM happens separately, through a label map declared in data.
     """
 
@@ -81,6 +82,9 @@ class RawHypnogram:
     onset_s: float = 0.0
     events: list[Event] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Time of day of ``onset_s`` = 0, in seconds after midnight, when the file gives clock
+    #: times; the funnel then places the hypnogram by clock against the signal's start.
+    clock_s: float | None = None
 
 
 @dataclass

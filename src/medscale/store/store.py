@@ -46,6 +46,11 @@ SIGNAL_CHUNK_SAMPLES = 61440
 # Measured on EEG-like int16 (docs/design/store.md): smaller than zstd-3 and ~4x faster to decode.
 _SIGNAL_CODECS = (BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),)
 
+# zarr skips chunks equal to the fill value (a flat channel, an all-wake hypnogram); writing
+# them all lets `Store.verify_recording` tell a missing chunk from an empty one.
+_EVERY_CHUNK = {"write_empty_chunks": True}
+_EVERY_CHUNK_KEY = "every_chunk_written"
+
 
 @dataclass
 class RecordingArrays:
@@ -221,10 +226,16 @@ class Store:
             compressors=_SIGNAL_CODECS,
             fill_value=0,
             overwrite=True,
+            config=_EVERY_CHUNK,
         )
         signals[:] = arrays.signals
-        group.create_array("hypnogram", data=arrays.hypnogram.astype(np.int8), overwrite=True)
-        group.create_array("stage_epochs", data=epochs, overwrite=True)
+        group.create_array(
+            "hypnogram",
+            data=arrays.hypnogram.astype(np.int8),
+            overwrite=True,
+            config=_EVERY_CHUNK,
+        )
+        group.create_array("stage_epochs", data=epochs, overwrite=True, config=_EVERY_CHUNK)
         if not _is_url(self.location):  # object stores: a returned PUT is durable already
             _fsync_tree(Path(self._root) / self._group_path(arrays.dataset, arrays.recording_id))
         info = RecordingInfo(
@@ -245,7 +256,7 @@ class Store:
             source_hash=arrays.source_hash,
             config_hash=arrays.config_hash,
             synthetic=arrays.synthetic,
-            metadata=arrays.metadata,
+            metadata=arrays.metadata | {_EVERY_CHUNK_KEY: True},
         )
         self._write_commit(info)
         return info
@@ -285,7 +296,7 @@ class Store:
         """What is wrong with a committed recording's arrays, or None when they are whole.
 
         Checks that each array opens, has the shape its commit record implies, and has every
-        chunk written; it does not decode the samples.
+        chunk written (for records written with every chunk); it does not decode the samples.
         """
         n_scored = sum(v for k, v in info.stage_counts.items() if k != "UNKNOWN")
         expected = {
@@ -298,7 +309,8 @@ class Store:
                 array = self._array(info, name)
                 if array.shape != shape:
                     return f"array {name!r} has shape {array.shape}; its commit says {shape}"
-                missing = array.nchunks - array.nchunks_initialized
+                every_chunk = info.metadata.get(_EVERY_CHUNK_KEY, False)
+                missing = array.nchunks - array.nchunks_initialized if every_chunk else 0
             except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
                 return f"array {name!r} cannot be opened ({type(exc).__name__}: {exc})"
             if missing:
