@@ -32,6 +32,7 @@ class IngestUnit:
     groups: tuple[tuple[str, str], ...] = ()
     display_files: tuple[str, ...] = ()  # how reports name the files (pseudonymised or not)
     redact: bool = False  # source ids and file names must not leave this unit
+    refused: str = ""  # why this unit must not be written (a bad id); reported as failed
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -52,6 +53,25 @@ class IngestPlan:
     units: list[IngestUnit] = field(default_factory=list)
     unmatched: list[UnmatchedFile] = field(default_factory=list)
     key: PseudonymKey | None = None  # set when the spec pseudonymises ids
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def id_problem(field: str, value: str) -> str | None:
+    """Why ``value`` cannot be a ``field`` id, or None. Ids name folders and files in the
+    store: one plain path component only, so no id can write outside its place."""
+    if not value.strip():
+        return f"{field} is empty"
+    if "/" in value or "\\" in value:
+        return f"{field} {value!r} contains a path separator"
+    if value in (".", "..") or ".." in value:
+        return f"{field} {value!r} contains '..'"
+    if _DRIVE.match(value):
+        return f"{field} {value!r} starts with a drive letter"
+    if any(ord(ch) < 32 for ch in value):
+        return f"{field} {value!r} contains a control character"
+    return None
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -175,6 +195,16 @@ def plan_ingest(
         if key is not None:
             recording_id = key.recording(spec.name, recording_id)
             subject, session = key.subject(spec.name, subject), key.session(spec.name, session)
+        ids = {"recording_id": recording_id, "subject": subject}
+        if session:
+            ids["session"] = session
+        problems = [p for f, v in ids.items() if (p := id_problem(f, v))]
+        refused = (
+            f"{'; '.join(problems)}; ids must be one plain name (spec template "
+            f"recording_id: {spec.recording_id!r}, subject: {spec.subject!r})"
+            if problems
+            else ""
+        )
         unit = IngestUnit(
             dataset=spec.name,
             recording_id=recording_id,
@@ -188,6 +218,7 @@ def plan_ingest(
                 display(p.relative_to(root).as_posix()) for p in (path, annotation, *companions)
             ),
             redact=redact,
+            refused=refused,
         )
         by_id[unit.recording_id].append(unit)
 

@@ -87,6 +87,9 @@ def ingest_unit(
     report = UnitReport(
         recording_id=unit.recording_id, files=list(unit.display_files), status="failed"
     )
+    if unit.refused:  # before anything is read or written
+        report.reason = f"refused: {unit.refused}"
+        return report
     try:
         return _ingest_unit(unit, spec, store_location, config, overwrite, report, key_id)
     finally:
