@@ -855,7 +855,12 @@ def test_dreams_edf_gives_the_text_adapters_hypnogram(shared_data, dreams_run, t
     signal = edfio.EdfSignal(
         values, 100, label="C3-A1", physical_dimension="uV", physical_range=(low, high)
     )
-    edfio.Edf([signal], data_record_duration=1).write(source / "excerpt1.edf")
+    # The DREAMS EDFs label their EOG and EMG "EOG1-A1" and "EMG1": the same trace stands in.
+    others = [
+        edfio.EdfSignal(values, 100, label=label, physical_range=(low, high))
+        for label in ("EOG1-A1", "EMG1")
+    ]
+    edfio.Edf([signal, *others], data_record_duration=1).write(source / "excerpt1.edf")
     shutil.copy(dreams_dir / "Hypnogram_excerpt1.txt", source)
 
     report, store = _run("dreams-edf", source, tmp_path / "s")
@@ -863,7 +868,9 @@ def test_dreams_edf_gives_the_text_adapters_hypnogram(shared_data, dreams_run, t
     _assert_every_file_accounted(report, source)
     (info,) = store.recordings()
     assert not info.synthetic
-    assert (info.recording_id, info.n_epochs, info.channel_names) == ("excerpt1", 60, ["EEG C3-A1"])
+    assert (info.recording_id, info.n_epochs) == ("excerpt1", 60)
+    assert info.channel_names == ["EEG C3-A1", "EOG horizontal", "EMG chin"]
+    assert [c.source for c in info.channels] == ["C3-A1", "EOG1-A1", "EMG1"]
     assert info.channels[0].source_sfreq_hz == 100.0
     _, text_store, _ = dreams_run
     text_info = text_store.recording("dreams", "excerpt1")
