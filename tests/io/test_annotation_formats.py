@@ -14,7 +14,13 @@ import wfdb
 
 from medscale.errors import AnnotationReadError, SpecError
 from medscale.io.edf_annotations import read_edf_annotations
-from medscale.io.epoch_tables import StageRun, expand_stage_runs, read_epoch_text, read_stage_table
+from medscale.io.epoch_tables import (
+    GAP_LABEL,
+    StageRun,
+    expand_stage_runs,
+    read_epoch_text,
+    read_stage_table,
+)
 from medscale.io.nsrr_xml import parse_untrusted_xml, read_nsrr_xml
 from medscale.io.recording import Event
 from medscale.io.wfdb_annotations import read_rdann_text, read_wfdb_stage_annotations
@@ -523,7 +529,7 @@ def test_stage_table_runs_in_milliseconds_expand_like_edf(tmp_path: Path) -> Non
         time_unit="ms",
     )  # fmt: skip
     assert raw.onset_s == 30.0
-    assert raw.labels == ["W", "W", "N2", "?", "?", "R"]
+    assert raw.labels == ["W", "W", "N2", GAP_LABEL, GAP_LABEL, "R"]
     assert len(raw.warnings) == 1 and "gap" in raw.warnings[0]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -159,16 +160,49 @@ def expand_stage_runs(
     return labels, origin_s, warnings
 
 
-def _read_text(path: Path) -> tuple[str, list[str]]:
-    """Decode a text file: UTF-8 (BOM allowed), else Latin-1 with a warning."""
+#: What gaps between stage rows of a table are labelled: `to_aasm` maps it to UNKNOWN
+#: whatever the label map, so a label map never has to know it.
+GAP_LABEL = "(no stage annotation)"
+
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),  # the utf-16 codec reads and drops the BOM itself
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _guess_encoding(data: bytes) -> tuple[str, list[str]]:
+    """A byte-order mark, else UTF-16 told by its NUL bytes, else UTF-8, else Latin-1."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return codec, []
+    sample = data[:4096]
+    if len(sample) >= 4 and sample.count(0) >= len(sample) // 4:  # ASCII text in UTF-16
+        odd_nuls = sample[1::2].count(0)
+        return ("utf-16-le" if odd_nuls > sample[0::2].count(0) else "utf-16-be"), []
+    try:
+        data.decode("utf-8")
+        return "utf-8", []
+    except UnicodeDecodeError as exc:
+        note = f"not valid UTF-8 ({exc.reason} at byte {exc.start}); read as Latin-1"
+        return "latin-1", [note]
+
+
+def _read_text(path: Path, encoding: str = "auto") -> tuple[str, list[str]]:
+    """Decode a text file with ``encoding``, or the one `_guess_encoding` finds."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such hypnogram file")
     data = path.read_bytes()
+    codec, notes = _guess_encoding(data) if encoding == "auto" else (encoding, [])
     try:
-        return data.decode("utf-8-sig"), []
+        return data.decode(codec), notes
+    except LookupError:
+        raise SpecError(f"encoding {encoding!r} is not a known text encoding") from None
     except UnicodeDecodeError as exc:
-        note = f"not valid UTF-8 ({exc.reason} at byte {exc.start}); read as Latin-1"
-        return data.decode("latin-1"), [note]
+        raise AnnotationReadError(
+            f"{path}: not valid {codec} ({exc.reason} at byte {exc.start}); give the file's "
+            "encoding (option encoding), or 'auto' to detect it"
+        ) from None
 
 
 def _is_header_line(line: str) -> bool:
@@ -243,9 +277,12 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def _parse_time(value: str, column: str, line_no: int, scale_s: float, path: Path) -> float:
+def _parse_seconds(value: str, column: str, line_no: int, scale_s: float, path: Path) -> float:
+    text = value.strip()
+    if "," in text and "." not in text:  # a decimal comma (European exports)
+        text = text.replace(",", ".")
     try:
-        seconds = float(value) * scale_s
+        seconds = float(text) * scale_s
     except ValueError:
         raise AnnotationReadError(
             f"{path}: line {line_no}, column {column!r} holds {value!r}; expected a number"
@@ -253,6 +290,55 @@ def _parse_time(value: str, column: str, line_no: int, scale_s: float, path: Pat
     if not math.isfinite(seconds):
         raise AnnotationReadError(f"{path}: line {line_no}, column {column!r} holds {value!r}")
     return seconds
+
+
+_CLOCK = re.compile(
+    r"^\s*(?:(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4})[ T]+)?"
+    r"(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<frac>\d+))?)?"
+    r"\s*(?P<ampm>[AaPp][Mm])?\s*$"
+)
+
+
+def _parse_clock(value: str, column: str, line_no: int, path: Path) -> float:
+    """Seconds after midnight of ``hh:mm[:ss[.fff]]`` (``,fff`` and AM/PM too). A date in
+    front is allowed and ignored: roll-over past midnight is told by the times' order."""
+    match = _CLOCK.match(value)
+    if match is None:
+        raise AnnotationReadError(
+            f"{path}: line {line_no}, column {column!r} holds {value!r}; expected a clock time "
+            "such as 23:41:30, 23:41:30.5 or 12.03.2023 23:41:30 (onset_format: clock)"
+        )
+    hours, minutes = int(match["h"]), int(match["m"])
+    seconds = int(match["s"] or 0) + float(f"0.{match['frac']}" if match["frac"] else 0)
+    if match["ampm"]:
+        hours = hours % 12 + (12 if match["ampm"].lower() == "pm" else 0)
+    if hours > 23 or minutes > 59 or seconds >= 61:
+        raise AnnotationReadError(
+            f"{path}: line {line_no}, column {column!r} holds {value!r}; not a time of day"
+        )
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _find_header(
+    lines: list[str], skip_rows: int | str, stage_column: str, n_columns: int | None, path: Path
+) -> int:
+    """The index of the header row (or, with ``column_names``, of the first data row)."""
+    if isinstance(skip_rows, int) and not isinstance(skip_rows, bool) and skip_rows >= 0:
+        return skip_rows
+    if skip_rows != "auto":
+        raise SpecError(f"skip_rows must be 'auto' or a non-negative int, got {skip_rows!r}")
+    for i, line in enumerate(lines):
+        if n_columns is None and stage_column in line:
+            return i
+        if n_columns is not None and line.strip() and _first_data_like(line, n_columns):
+            return i
+    if n_columns is None:
+        return 0  # no line names the column: the error about the header will list its columns
+    raise AnnotationReadError(f"{path}: found no line with {n_columns} fields; give skip_rows")
+
+
+def _first_data_like(line: str, n_columns: int) -> bool:
+    return any(len(line.split(d)) == n_columns for d in ",;\t|")
 
 
 def read_stage_table(
@@ -264,9 +350,16 @@ def read_stage_table(
     epoch_length_s: float = 30.0,
     delimiter: str | None = None,
     time_unit: str = "s",
-    unscored_label: str = "?",
+    onset_format: str = "seconds",
+    encoding: str = "auto",
+    skip_rows: int | str = "auto",
+    units_row: bool = False,
+    column_names: list[str] | None = None,
+    stage_row_pattern: str | None = None,
+    stage_row_column: str | None = None,
+    unscored_label: str | None = None,
 ) -> RawHypnogram:
-    """Read a CSV/TSV table with a header row and one stage per row.
+    """Read a stage table (CSV/TSV or a vendor's text export) with one stage or event per row.
 
     Without an onset column, rows are consecutive epochs starting at 0 (with a duration
     column, consecutive runs of that length). With an onset column, rows are runs expanded
@@ -281,71 +374,139 @@ def read_stage_table(
     epoch_length_s
         Length of one epoch.
     delimiter
-        Field separator; ``None`` sniffs it among ``, ; tab |``.
+        Field separator; ``None`` sniffs it among ``, ; tab |`` from the header on.
     time_unit
-        Unit of the onset and duration columns: ``"s"``, ``"ms"``, ``"min"`` or ``"h"``.
+        Unit of numeric onsets and durations: ``"s"``, ``"ms"``, ``"min"`` or ``"h"``.
+        A decimal comma is accepted.
+    onset_format
+        ``"seconds"`` (numbers in ``time_unit`` from the recording start) or ``"clock"``
+        (times of day; a time earlier than the one before it by over 12 h is the next day).
+        Clock onsets set the hypnogram's ``clock_s``, so ingest places it against the
+        signal's start time.
+    encoding
+        ``"auto"``: a byte-order mark (UTF-8, UTF-16), else UTF-16 told by its NUL bytes,
+        else UTF-8, else Latin-1 (with a warning). Or any Python codec name.
+    skip_rows
+        Lines before the header row (preamble: patient, device, date); ``"auto"`` skips to
+        the first line that holds ``stage_column`` (with ``column_names``: to the first line
+        that splits into that many fields).
+    units_row
+        The row after the header holds units (``[s]``, ``[hh:mm:ss]``): skip it.
+    column_names
+        For files with no header row: the names of the columns, in order.
+    stage_row_pattern, stage_row_column
+        Keep only rows whose ``stage_row_column`` cell (default: the stage column) matches
+        this regular expression; the other rows (arousals, desaturations...) are counted
+        in a warning. Without a pattern every row must be a stage row.
     unscored_label
-        Label given to epochs between runs that no row covers.
+        Label given to epochs between runs that no row covers; by default `GAP_LABEL`,
+        which maps to UNKNOWN without being in the label map.
     """
     path = Path(path)
     epoch_length_s = check_epoch_length(epoch_length_s)
     if time_unit not in TIME_UNITS_S:
         raise SpecError(f"time_unit {time_unit!r} is not one of {list(TIME_UNITS_S)}")
+    if onset_format not in ("seconds", "clock"):
+        raise SpecError(f"onset_format must be 'seconds' or 'clock', got {onset_format!r}")
+    if onset_format == "clock" and onset_column is None:
+        raise SpecError("onset_format: clock needs an onset_column")
+    try:
+        keep = re.compile(stage_row_pattern) if stage_row_pattern is not None else None
+    except re.error as exc:
+        raise SpecError(f"stage_row_pattern {stage_row_pattern!r} is not a regex: {exc}") from None
     scale_s = TIME_UNITS_S[time_unit]
-    text, warnings = _read_text(path)
+    text, warnings = _read_text(path, encoding)
+    lines = text.splitlines()
+    first = _find_header(
+        lines, skip_rows, stage_column, len(column_names) if column_names else None, path
+    )
     if delimiter is None:
-        delimiter = _sniff_delimiter(text[:8192])
-    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+        delimiter = _sniff_delimiter("\n".join(lines[first : first + 50]))
+    rows = list(csv.reader(lines[first:], delimiter=delimiter))
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()
-    if not rows:
-        raise AnnotationReadError(f"{path}: the table is empty; expected a header row")
-    header = [cell.strip() for cell in rows[0]]
+    if column_names is not None:
+        header, body_start = list(column_names), 0
+    else:
+        if not rows:
+            raise AnnotationReadError(f"{path}: the table is empty; expected a header row")
+        header, body_start = [cell.strip() for cell in rows[0]], 1
+    body_start += int(units_row)
     wanted = {"stage_column": stage_column}
-    if onset_column is not None:
-        wanted["onset_column"] = onset_column
-    if duration_column is not None:
-        wanted["duration_column"] = duration_column
+    for option, name in (
+        ("onset_column", onset_column),
+        ("duration_column", duration_column),
+        ("stage_row_column", stage_row_column),
+    ):
+        if name is not None:
+            wanted[option] = name
     index: dict[str, int] = {}
     for option, name in wanted.items():
         if name not in header:
             raise AnnotationReadError(
                 f"{path}: no column {name!r} (given as {option}); columns found with "
-                f"delimiter {delimiter!r}: {header}"
+                f"delimiter {delimiter!r} in line {first + 1}: {header}"
             )
         index[option] = header.index(name)
+    filter_at = index.get("stage_row_column", index["stage_column"])
 
     runs: list[StageRun] = []
+    other_rows: list[str] = []
     next_onset_s = 0.0
-    for row_no, row in enumerate(rows[1:], start=2):
+    clock_start: float | None = None
+    day_s, previous_clock = 0.0, None
+    for row_no, row in enumerate(rows[body_start:], start=first + body_start + 1):
+        if not any(cell.strip() for cell in row):
+            continue
         if len(row) < len(header):
-            raise AnnotationReadError(
-                f"{path}: line {row_no} has {len(row)} field(s); the header has {len(header)}"
-            )
+            row = row + [""] * (len(header) - len(row))  # trailing empty cells left out
+        if keep is not None and not keep.search(row[filter_at].strip()):
+            other_rows.append(row[filter_at].strip())
+            continue
         label = row[index["stage_column"]].strip()
         if not label:
             raise AnnotationReadError(f"{path}: line {row_no} has an empty {stage_column!r} cell")
         duration_s = epoch_length_s
         if "duration_column" in index:
-            duration_s = _parse_time(
+            duration_s = _parse_seconds(
                 row[index["duration_column"]], duration_column or "", row_no, scale_s, path
             )
-        if "onset_column" in index:
-            onset_s = _parse_time(
-                row[index["onset_column"]], onset_column or "", row_no, scale_s, path
-            )
-        else:
+        if "onset_column" not in index:
             onset_s = next_onset_s
             next_onset_s += duration_s
+        elif onset_format == "clock":
+            clock = _parse_clock(row[index["onset_column"]], onset_column or "", row_no, path)
+            if previous_clock is not None and clock < previous_clock - 43_200:
+                day_s += 86_400.0  # past midnight
+            previous_clock = clock
+            if clock_start is None:
+                clock_start = clock
+            onset_s = clock + day_s - clock_start
+        else:
+            onset_s = _parse_seconds(
+                row[index["onset_column"]], onset_column or "", row_no, scale_s, path
+            )
         runs.append(StageRun(onset_s, duration_s, label))
+    if other_rows:
+        kinds = sorted(set(other_rows))
+        warnings.append(
+            f"{len(other_rows)} row(s) that are not stages were left out "
+            f"({', '.join(repr(k) for k in kinds[:5])}{', ...' if len(kinds) > 5 else ''})"
+        )
     if not runs:
-        raise AnnotationReadError(f"{path}: the table has a header row but no stage rows")
+        raise AnnotationReadError(
+            f"{path}: no stage rows after line {first + body_start}"
+            + (f" (none matches stage_row_pattern {stage_row_pattern!r})" if keep else "")
+        )
 
     if "onset_column" not in index and "duration_column" not in index:
         labels, first_onset_s = [run.label for run in runs], 0.0
     else:
         labels, first_onset_s, run_warnings = expand_stage_runs(
-            runs, epoch_length_s=epoch_length_s, unscored_label=unscored_label, source=path
+            runs,
+            epoch_length_s=epoch_length_s,
+            unscored_label=GAP_LABEL if unscored_label is None else unscored_label,
+            source=path,
         )
         warnings.extend(run_warnings)
     return RawHypnogram(
@@ -354,4 +515,5 @@ def read_stage_table(
         epoch_length_s=epoch_length_s,
         onset_s=first_onset_s,
         warnings=warnings,
+        clock_s=clock_start,
     )

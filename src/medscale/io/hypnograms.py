@@ -25,10 +25,15 @@ from typing import Any
 
 from medscale.errors import SpecError
 from medscale.io.edf_annotations import read_edf_annotations
-from medscale.io.epoch_tables import check_epoch_length, read_epoch_text, read_stage_table
+from medscale.io.epoch_tables import (
+    GAP_LABEL,
+    check_epoch_length,
+    read_epoch_text,
+    read_stage_table,
+)
 from medscale.io.nsrr_xml import read_nsrr_xml
 from medscale.io.recording import Hypnogram, RawHypnogram
-from medscale.io.stages import load_label_map, map_labels
+from medscale.io.stages import UNKNOWN, load_label_map, map_labels
 from medscale.io.wfdb_annotations import read_rdann_text, read_wfdb_stage_annotations
 
 _READERS: dict[str, Callable[..., RawHypnogram]] = {
@@ -108,10 +113,12 @@ def to_aasm(
     Raises
     ------
     AnnotationReadError
-        A label is not in the map (the message names it and the file).
+        A label is not in the map (the message names it and the file). `GAP_LABEL`, which
+        the table reader gives epochs between rows, is UNKNOWN without being in the map.
     """
     epoch_length_s = check_epoch_length(epoch_length_s)
     codes = load_label_map(label_map) if isinstance(label_map, str) else label_map
+    codes = {GAP_LABEL: UNKNOWN, **codes}  # gaps between table rows need no map entry
     stages = map_labels(raw.labels, codes, raw.source)
     hypnogram = Hypnogram(stages, raw.epoch_length_s, raw.onset_s, list(raw.events))
     return hypnogram.to_epoch_length(epoch_length_s)
