@@ -320,25 +320,30 @@ def _parse_clock(value: str, column: str, line_no: int, path: Path) -> float:
 
 
 def _find_header(
-    lines: list[str], skip_rows: int | str, stage_column: str, n_columns: int | None, path: Path
+    lines: list[str],
+    skip_rows: int | str,
+    stage_column: str,
+    column_names: list[str] | None,
+    delimiter: str | None,
+    path: Path,
 ) -> int:
     """The index of the header row (or, with ``column_names``, of the first data row)."""
     if isinstance(skip_rows, int) and not isinstance(skip_rows, bool) and skip_rows >= 0:
         return skip_rows
     if skip_rows != "auto":
         raise SpecError(f"skip_rows must be 'auto' or a non-negative int, got {skip_rows!r}")
+    delimiters = [delimiter] if delimiter else [",", ";", "\t", "|"]
     for i, line in enumerate(lines):
-        if n_columns is None and stage_column in line:
+        splits = [[cell.strip() for cell in line.split(d)] for d in delimiters]
+        if column_names is None and any(stage_column in cells for cells in splits):
             return i
-        if n_columns is not None and line.strip() and _first_data_like(line, n_columns):
+        if column_names is not None and any(len(c) == len(column_names) for c in splits):
             return i
-    if n_columns is None:
+    if column_names is None:
         return 0  # no line names the column: the error about the header will list its columns
-    raise AnnotationReadError(f"{path}: found no line with {n_columns} fields; give skip_rows")
-
-
-def _first_data_like(line: str, n_columns: int) -> bool:
-    return any(len(line.split(d)) == n_columns for d in ",;\t|")
+    raise AnnotationReadError(
+        f"{path}: found no line with {len(column_names)} fields; give skip_rows"
+    )
 
 
 def read_stage_table(
@@ -417,9 +422,7 @@ def read_stage_table(
     scale_s = TIME_UNITS_S[time_unit]
     text, warnings = _read_text(path, encoding)
     lines = text.splitlines()
-    first = _find_header(
-        lines, skip_rows, stage_column, len(column_names) if column_names else None, path
-    )
+    first = _find_header(lines, skip_rows, stage_column, column_names, delimiter, path)
     if delimiter is None:
         delimiter = _sniff_delimiter("\n".join(lines[first : first + 50]))
     rows = list(csv.reader(lines[first:], delimiter=delimiter))
