@@ -62,6 +62,10 @@ COVERED_SPECS = {
     "sleep-edf-sc",
     "sleep-edf-st",
     "synthetic",
+    "noxturnal",
+    "profusion-text",
+    "remlogic",
+    "domino",
 }
 
 
@@ -927,3 +931,43 @@ def test_a_shipped_spec_name_is_not_shadowed_by_a_data_folder_of_that_name(tmp_p
     (tmp_path / "hmc").mkdir()
     monkeypatch.chdir(tmp_path)
     assert load_dataset_spec("hmc").name == "hmc"
+
+
+# --- vendor scoring exports ------------------------------------------------------------------
+
+VENDOR_EXPORTS = Path(__file__).parents[1] / "io" / "data" / "vendor_exports"
+
+
+@pytest.mark.parametrize(
+    ("name", "export", "epochs"),
+    [
+        ("noxturnal", "noxturnal_fr.txt", 11),
+        ("profusion-text", "profusion_de.txt", 10),
+        ("remlogic", "remlogic_en.txt", 10),
+        ("domino", "domino_es.txt", 10),
+    ],
+)
+def test_vendor_spec_ingests_its_export_placed_by_clock(tmp_path, name, export, epochs):
+    """Our sample export (see tests/io/test_vendor_exports.py) with a SYNTHETIC EDF that
+    starts at the export's 23:58:00, as the vendor's EDF export of the night would."""
+    source = tmp_path / "src"
+    source.mkdir()
+    n = epochs * int(EPOCH_S) * 100
+    trace = np.random.default_rng(0).standard_normal(n) * 20
+    signal = edfio.EdfSignal(trace, 100, label="C4-M1", physical_range=(-200, 200))
+    edfio.Edf(
+        [signal],
+        patient=edfio.Patient(name="SYNTHETIC"),
+        recording=edfio.Recording(startdate=dt.date(2023, 3, 12)),
+        starttime=dt.time(23, 58),
+    ).write(source / "night1.edf")
+    shutil.copy(VENDOR_EXPORTS / export, source / "night1.txt")
+    data = load_dataset_spec(name).model_dump() | {"synthetic": True}
+    report, store = _run(parse_dataset_spec(data, name), source, tmp_path / "s")
+    assert report.ok, [u.reason for u in report.units]
+    _assert_every_file_accounted(report, source)
+    (unit,) = report.units
+    assert "hypnogram placed by clock time: it starts 0 s after the signal" in unit.warnings
+    (info,) = store.recordings()
+    assert info.n_epochs == epochs and info.channel_names == ["EEG C4-M1"]
+    assert unit.stage_counts["REM"] == 2 and unit.stage_counts["N3"] >= 1
