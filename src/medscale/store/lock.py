@@ -107,7 +107,8 @@ class StoreLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)[:200],
+            # The program and subcommand only: paths in the arguments may name people.
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
