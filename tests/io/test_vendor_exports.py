@@ -149,3 +149,11 @@ def test_a_clock_timed_export_is_placed_by_clock_and_a_wrong_night_fails(
     else:
         assert unit.status == "failed"
         assert "start 10800.0 s and end" in unit.reason and "align.tolerance_s" in unit.reason
+
+
+def test_gaps_between_rows_need_no_label_map_entry(tmp_path):
+    """The bug: the gap filler '?' had to be in the label map, or the recording failed."""
+    path = tmp_path / "t.csv"
+    path.write_text("onset,stage\n0,W\n90,N2\n")
+    raw = read_stage_table(path, stage_column="stage", onset_column="onset")
+    assert to_aasm(raw, {"W": W, "N2": N2}).stages.tolist() == [W, UNKNOWN, UNKNOWN, N2]
