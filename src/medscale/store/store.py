@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import uuid
@@ -295,8 +296,9 @@ class Store:
     def verify_recording(self, info: RecordingInfo) -> str | None:
         """What is wrong with a committed recording's arrays, or None when they are whole.
 
-        Checks that each array opens, has the shape its commit record implies, and has every
-        chunk written (for records written with every chunk); it does not decode the samples.
+        Checks each array's zarr.json, the shape its commit record implies, and (for records
+        written with every chunk) that every chunk file is there. It reads metadata and lists
+        files only, without zarr's per-array open (~5 ms each) or decoding a sample.
         """
         n_scored = sum(v for k, v in info.stage_counts.items() if k != "UNKNOWN")
         expected = {
@@ -304,17 +306,40 @@ class Store:
             "hypnogram": (info.n_epochs,),
             "stage_epochs": (n_scored,),
         }
+        folder = f"{self._root}/{self._group_path(info.dataset, info.recording_id)}"
+        every_chunk = info.metadata.get(_EVERY_CHUNK_KEY, False)
         for name, shape in expected.items():
-            try:
-                array = self._array(info, name)
-                if array.shape != shape:
-                    return f"array {name!r} has shape {array.shape}; its commit says {shape}"
-                every_chunk = info.metadata.get(_EVERY_CHUNK_KEY, False)
-                missing = array.nchunks - array.nchunks_initialized if every_chunk else 0
-            except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
-                return f"array {name!r} cannot be opened ({type(exc).__name__}: {exc})"
-            if missing:
-                return f"array {name!r} lacks {missing} of its {array.nchunks} chunks"
+            problem = self._array_problem(f"{folder}/{name}", name, shape, every_chunk)
+            if problem:
+                return problem
+        return None
+
+    def _array_problem(
+        self, folder: str, name: str, shape: tuple[int, ...], every_chunk: bool
+    ) -> str | None:
+        try:
+            meta = json.loads(self._fs.cat_file(f"{folder}/zarr.json"))
+            stored = tuple(meta["shape"])
+            grid = meta["chunk_grid"]["configuration"]["chunk_shape"]
+            separator = meta["chunk_key_encoding"]["configuration"].get("separator", "/")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"array {name!r} cannot be opened ({type(exc).__name__}: {exc})"
+        if stored != shape or len(grid) != len(shape):
+            return f"array {name!r} has shape {stored}; its commit says {shape}"
+        if not every_chunk:
+            return None
+        keys = {
+            "c" + separator + separator.join(map(str, index))
+            for index in itertools.product(
+                *(range(-(-n // c)) for n, c in zip(shape, grid, strict=True))
+            )
+        }
+        present = {
+            p[len(folder) + 1 :] for p in self._fs.find(folder) if p != f"{folder}/zarr.json"
+        }
+        missing = keys - present
+        if missing:
+            return f"array {name!r} lacks {len(missing)} of its {len(keys)} chunk files"
         return None
 
     # -- reading ----------------------------------------------------------------------------
