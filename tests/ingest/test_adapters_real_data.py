@@ -117,7 +117,9 @@ def _edf_signal(label: str, sfreq_hz: float, data_uv: np.ndarray) -> edfio.EdfSi
     )
 
 
-def _write_synthetic_edf(path: Path, signals: list[edfio.EdfSignal], code: str) -> None:
+def _write_synthetic_edf(
+    path: Path, signals: list[edfio.EdfSignal], code: str, start: dt.time = dt.time(22, 0)
+) -> None:
     """EDF with SYNTHETIC in the patient and recording fields (read_edf's identifiers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     edfio.Edf(
@@ -126,7 +128,7 @@ def _write_synthetic_edf(path: Path, signals: list[edfio.EdfSignal], code: str) 
         recording=edfio.Recording(
             startdate=dt.date(2001, 1, 1), hospital_administration_code="SYNTHETIC"
         ),
-        starttime=dt.time(22, 0),
+        starttime=start,
         data_record_duration=1,
     ).write(path)
 
@@ -432,7 +434,8 @@ def hmc_folder(shared_data, tmp_path_factory) -> Path:
         "EEG F4-M1", "EEG C4-M1", "EEG O2-M1", "EEG C3-M2", "EOG E1-M2", "EOG E2-M2", "EMG chin",
     ]  # fmt: skip
     signals = [_edf_signal(label, HMC_SFREQ_HZ, psg[label]) for label in labels]
-    _write_synthetic_edf(folder / "SN001.edf", signals, code="SN001")
+    # It starts when the scoring does, as the real SN001.edf: ingest places scorings by clock.
+    _write_synthetic_edf(folder / "SN001.edf", signals, code="SN001", start=dt.time(23, 59, 30))
     return folder
 
 

@@ -140,3 +140,20 @@ def test_trim_still_fails_below_the_minimum_overlap(nights, tmp_path):
     assert late.status == "failed"
     assert "overlap by 120.0 s, 33% of the shorter; align.min_overlap asks for 50%" in late.reason
     assert run(120.0, "b").status == "ingested"  # 240 s of 360 s: 67%
+
+
+def test_an_edf_scoring_of_another_clock_time_fails_though_its_length_fits(nights, tmp_path):
+    """EDF+ scorings are placed by their header's start time against the signal's."""
+    hypnogram = nights / "synth-000-Hypnogram.edf"
+    data = bytearray(hypnogram.read_bytes())
+    hours = (int(data[176:178]) + 3) % 24  # the header's start time is 'hh.mm.ss' at 176
+    data[176:178] = f"{hours:02d}".encode()
+    hypnogram.write_bytes(bytes(data))
+    report = ingest("synthetic", nights, tmp_path / "s", progress=False)
+    units = _units(report)
+    assert units["synth-000"].status == "failed"
+    assert "start 10800.0 s and end 10800.0 s apart" in units["synth-000"].reason
+    assert units["synth-001"].status == "ingested"
+    assert "hypnogram placed by clock time: it starts 0 s after the signal" in (
+        units["synth-001"].warnings
+    )

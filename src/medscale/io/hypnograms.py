@@ -19,11 +19,13 @@ stage_table         `read_stage_table`                          CSV/TSV stage ta
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from medscale.errors import SpecError
+from medscale.io.edf import read_edf_header
 from medscale.io.edf_annotations import read_edf_annotations
 from medscale.io.epoch_tables import (
     GAP_LABEL,
@@ -89,7 +91,20 @@ def read_hypnogram(path: Path | str, format: str, **options: Any) -> RawHypnogra
     missing = [name for name in required if name not in options]
     if missing:
         raise SpecError(f"hypnogram format {format!r} needs option(s) {missing}")
-    return reader(path, **options)
+    raw = reader(path, **options)
+    if format == "edf_annotations" and raw.clock_s is None:
+        raw.clock_s = _edf_clock_s(Path(path))
+    return raw
+
+
+def _edf_clock_s(path: Path) -> float | None:
+    """An EDF+ annotation file's start time of day, which its onsets count from."""
+    header, _ = read_edf_header(path)
+    match = re.fullmatch(r"\s*(\d{1,2})\.(\d{2})\.(\d{2})\s*", header.starttime)
+    if match is None:
+        return None  # a malformed start time: place the hypnogram by its onsets alone
+    hours, minutes, seconds = (int(g) for g in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def to_aasm(
