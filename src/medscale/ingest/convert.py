@@ -322,11 +322,13 @@ def _check_truncation(spec: DatasetSpec, unit: IngestUnit, reader: str) -> str |
 
 def _place_by_clock(raw: RawHypnogram, recording: Recording) -> str | None:
     """Shift a clock-timed hypnogram to seconds from the signal's start; None when either
-    side lacks a clock time."""
+    side lacks a clock time (a start of exactly 00:00:00 is taken for a placeholder)."""
     if raw.clock_s is None or recording.start is None:
         return None
     start = recording.start.time()
     start_s = start.hour * 3600 + start.minute * 60 + start.second + start.microsecond / 1e6
+    if start_s == 0:
+        return None
     day = 86_400.0
     offset = (raw.clock_s - start_s + day / 2) % day - day / 2  # nearest: within +-12 h
     raw.onset_s += offset

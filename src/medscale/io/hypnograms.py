@@ -103,8 +103,9 @@ def _edf_clock_s(path: Path) -> float | None:
     match = re.fullmatch(r"\s*(\d{1,2})\.(\d{2})\.(\d{2})\s*", header.starttime)
     if match is None:
         return None  # a malformed start time: place the hypnogram by its onsets alone
-    hours, minutes, seconds = (int(g) for g in match.groups())
-    return float(hours * 3600 + minutes * 60 + seconds)
+    clock_s = float(sum(int(g) * f for g, f in zip(match.groups(), (3600, 60, 1), strict=True)))
+    # Writers that know no start time (edfio's default, many converters) put 00.00.00.
+    return clock_s if clock_s else None
 
 
 def to_aasm(
