@@ -130,7 +130,8 @@ def test_a_record_whose_arrays_are_gone_is_reported_and_reingested(tiny_nights, 
     report = ingest("synthetic", tiny_nights, store, progress=False)
     unit = next(u for u in report.units if u.recording_id == "synth-001")
     assert unit.status == "ingested"
-    assert any("damaged" in w for w in unit.warnings)
+    assert unit.repaired.startswith("damaged (array 'signals' cannot be opened")
+    assert unit.attention() == [f"repaired: synth-001: the stored copy was {unit.repaired}"]
     assert [u.status for u in report.units].count("skipped") == N_NIGHTS - 1
     _assert_whole(store, N_NIGHTS)
     assert main(["store", "info", str(store)]) == 0

@@ -25,6 +25,7 @@ class UnitReport:
     stage_counts: dict[str, int] = field(default_factory=dict)
     trim: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    repaired: str = ""  # what was wrong with the stored copy this run replaced
     elapsed_s: float = 0.0
 
     @property
@@ -43,7 +44,8 @@ class UnitReport:
                 f"({self.trim['epochs_dropped_start']} epochs dropped at the start, "
                 f"{self.trim['epochs_dropped_end']} at the end)"
             )
-        lines += [f"repaired: {self.recording_id}: {w}" for w in self.warnings if "damaged" in w]
+        if self.repaired:
+            lines.append(f"repaired: {self.recording_id}: the stored copy was {self.repaired}")
         return lines
 
 
@@ -121,6 +123,8 @@ class IngestReport:
                 else ""
             )
             note = u.reason or "; ".join(u.warnings[:3]) + (" ..." if len(u.warnings) > 3 else "")
+            if u.repaired:
+                note = f"repaired: the stored copy was {u.repaired}; {note}"
             note = note.replace("|", "/").replace("\n", " ")
             lines.append(
                 f"| {u.recording_id} | {u.status} | {hours} | {' | '.join(stages)} | "

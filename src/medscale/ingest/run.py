@@ -166,7 +166,7 @@ def _ingest_unit(
         existing = store.recording(unit.dataset, unit.recording_id)
         damage = store.verify_recording(existing) if existing is not None else None
         if damage:
-            report.warnings.append(f"the stored copy was damaged ({damage}); re-ingested")
+            report.repaired = f"damaged ({damage}); re-ingested"
         elif (
             not overwrite
             and existing is not None
@@ -206,7 +206,7 @@ def _ingest_unit(
     report.stored_duration_s = len(converted.arrays.hypnogram) * config.epoch_length_s
     report.stage_counts = stage_counts(converted.arrays.hypnogram)
     report.trim = converted.trim.__dict__
-    report.warnings += converted.warnings
+    report.warnings = converted.warnings
     try:
         store = Store(store_location)
         lock = store.writer_lock()
