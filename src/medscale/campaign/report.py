@@ -22,14 +22,12 @@ from the table (keys, items, errors, parameter names) is HTML-escaped.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
 import os
 import tempfile
 import urllib.parse
-import uuid
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,7 +39,15 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from medscale.evaluate.plots import _plain, new_figure
-from medscale.evaluate.report import Image, Section, Table, figure_to_png, render_html
+from medscale.evaluate.report import (
+    Image,
+    Link,
+    Links,
+    Section,
+    Table,
+    figure_to_png,
+    render_html,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -348,48 +354,24 @@ def _unique(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 # --------------------------------------------------------------------------- HTML pieces
 
 
-class _Html(str):
-    """Markup built here from escaped parts: put in a table cell as is."""
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _fmt(value: float) -> str:
     return format(value, ".4g")
-
-
-def _td(value: object) -> str:
-    if isinstance(value, _Html):
-        return f"<td>{value}</td>"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return '<td class="na" data-v="">n/a</td>'
-    if isinstance(value, bool):
-        return f"<td>{_esc(value)}</td>"
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        text = _fmt(float(value)) if isinstance(value, (float, np.floating)) else str(value)
-        return f'<td class="num" data-v="{_esc(repr(float(value)))}">{_esc(text)}</td>'
-    if isinstance(value, (Mapping, list, tuple)):
-        value = json.dumps(value, sort_keys=True, default=str)
-    return f"<td>{_esc(value)}</td>"
 
 
 def _table(
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[tuple[str, str]],
     caption: str | None = None,
-) -> str:
-    """A sortable HTML table; ``columns`` are (field, heading) pairs."""
-    parts = ['<table class="sortable">']
-    if caption:
-        parts.append(f"<caption>{_esc(caption)}</caption>")
-    parts.append("<thead><tr>" + "".join(f"<th>{_esc(h)}</th>" for _, h in columns) + "</tr>")
-    parts.append("</thead><tbody>")
-    for row in rows:
-        parts.append("<tr>" + "".join(_td(row.get(f)) for f, _ in columns) + "</tr>")
-    parts.append("</tbody></table>")
-    return "\n".join(parts)
+) -> Table:
+    """A sortable table; ``columns`` are (field, heading) pairs."""
+    return Table(
+        rows,
+        columns=[f for f, _ in columns],
+        headings=dict(columns),
+        caption=caption,
+        float_format=".4g",
+        sortable=True,
+    )
 
 
 def _href(target: Path, base: Path, folder: bool = False) -> str:
@@ -403,10 +385,6 @@ def _href(target: Path, base: Path, folder: bool = False) -> str:
     return urllib.parse.quote(rel, safe="/._-~")
 
 
-def _anchor(href: str, text: str) -> str:
-    return f'<a href="{_esc(href)}">{_esc(text)}</a>'
-
-
 class _Links:
     """Links from the page (in ``out_dir``) to the trials' folders under ``campaign_dir``."""
 
@@ -414,93 +392,47 @@ class _Links:
         self.campaign_dir = campaign_dir
         self.out_dir = out_dir
 
-    def run(self, row: Mapping[str, Any], label: str | None = None) -> _Html | None:
+    def _line(self, row: Mapping[str, Any], label: str | None = None) -> list[Link]:
         """The run folder, then its report.html and manifest.json where those exist."""
         run_dir = row.get("run_dir")
         if not run_dir:
-            return None
+            return []
         target = self.campaign_dir / str(run_dir)
-        parts = [_anchor(_href(target, self.out_dir, folder=True), label or str(run_dir))]
+        line = [Link(_href(target, self.out_dir, folder=True), label or str(run_dir))]
         for name, text in (("report.html", "report"), ("manifest.json", "manifest")):
             if (target / name).is_file():
-                parts.append(_anchor(_href(target / name, self.out_dir), text))
-        return _Html(" ".join(parts))
+                line.append(Link(_href(target / name, self.out_dir), text))
+        return line
 
-    def runs(self, rows: Iterable[Mapping[str, Any]], label: str = "fold") -> _Html | None:
-        """One :meth:`run` per row, labelled by ``label`` (a field of the row)."""
-        links = []
+    def run(self, row: Mapping[str, Any]) -> Links | None:
+        """The links of one trial (see :meth:`_line`)."""
+        line = self._line(row)
+        return Links([line]) if line else None
+
+    def runs(self, rows: Iterable[Mapping[str, Any]], label: str = "fold") -> Links | None:
+        """One line of links per row, labelled by ``label`` (a field of the row)."""
+        lines = []
         for row in rows:
-            link = self.run(
+            line = self._line(
                 row, f"{label} {row.get(label)}" if row.get(label) is not None else None
             )
-            if link:
-                links.append(link)
-        return _Html("<br>".join(links)) if links else None
+            if line:
+                lines.append(line)
+        return Links(lines) if lines else None
 
 
 class _Page:
-    """Sections for :func:`medscale.evaluate.report.render_html`, plus raw HTML (tables with
-    links) spliced in afterwards in place of unique placeholder paragraphs."""
+    """Sections for :func:`medscale.evaluate.report.render_html`, and the pictures in them
+    (also written beside the page)."""
 
     def __init__(self) -> None:
         self.sections: list[Section] = []
         self.pictures: dict[str, bytes] = {}
-        self._raw: dict[str, str] = {}
-        self._prefix = f"medscale-raw-{uuid.uuid4().hex}"
-
-    def raw(self, fragment: str) -> str:
-        token = f"{self._prefix}-{len(self._raw)}"
-        self._raw[token] = fragment
-        return token
 
     def picture(self, name: str, fig: Figure, alt: str, caption: str | None = None) -> Image:
         png = figure_to_png(fig)
         self.pictures[name] = png
         return Image(png, alt=alt, caption=caption)
-
-    def render(self, title: str) -> str:
-        text = render_html(title, self.sections)
-        for token, fragment in self._raw.items():
-            placeholder = f"<p>{token}</p>"
-            if placeholder not in text:
-                raise RuntimeError(f"placeholder {token} missing from the rendered report")
-            text = text.replace(placeholder, fragment)
-        head, end, tail = text.rpartition("</body>")
-        if not end:
-            raise RuntimeError("rendered report has no </body>")
-        return f"{head}<script>{_SORT_JS}</script>\n{end}{tail}"
-
-
-# Click a column heading to sort by it (again to reverse); numbers compare as numbers (from
-# data-v), empty cells stay last.
-_SORT_JS = """
-(function () {
-  function val(c) {
-    var v = c.getAttribute("data-v");
-    return v === null ? c.textContent.trim() : v;
-  }
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    var heads = table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(heads, function (th, i) {
-      th.style.cursor = "pointer"; th.title = "click to sort";
-      th.addEventListener("click", function () {
-        var asc = th.getAttribute("data-order") !== "asc";
-        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("data-order"); });
-        th.setAttribute("data-order", asc ? "asc" : "desc");
-        var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = val(a.cells[i]), y = val(b.cells[i]);
-          if (x === "" || y === "") { return (x === "") - (y === ""); }
-          var nx = Number(x), ny = Number(y);
-          var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-          return asc ? c : -c;
-        });
-        rows.forEach(function (r) { body.appendChild(r); });
-      });
-    });
-  });
-})();
-"""
 
 
 # --------------------------------------------------------------------------- figures
@@ -726,7 +658,7 @@ def _loo_section(
         ("reference_mean", f"reference {metric}"),
         ("runs", "runs"),
     ]
-    items.append(page.raw(_table(table, columns, caption="effects of leaving each item out")))
+    items.append(_table(table, columns, caption="effects of leaving each item out"))
     return section
 
 
@@ -766,7 +698,7 @@ def _fraction_section(
         ("ci_high", "95% CI high"),
         ("runs", "runs"),
     ]
-    section.items.append(page.raw(_table(table, columns, caption=f"{metric} per fraction")))
+    section.items.append(_table(table, columns, caption=f"{metric} per fraction"))
     return section
 
 
@@ -803,7 +735,7 @@ def _kfold_section(
     ]
     table.append({"fold": "mean", "value": mean, "key": f"95% CI [{_fmt(low)}, {_fmt(high)}]"})
     columns = [("fold", "fold"), ("value", metric), ("key", "trial"), ("runs", "runs")]
-    section.items.append(page.raw(_table(table, columns, caption=f"{metric} per fold")))
+    section.items.append(_table(table, columns, caption=f"{metric} per fold"))
     return section
 
 
@@ -896,7 +828,7 @@ def _bayesian_section(
 
 
 def _leaderboard(
-    page: _Page, rows: Sequence[Mapping[str, Any]], metric: str, direction: str, links: _Links
+    rows: Sequence[Mapping[str, Any]], metric: str, direction: str, links: _Links
 ) -> Section:
     sign = -1.0 if direction == "maximize" else 1.0
     status_order = {s: i for i, s in enumerate(STATUSES)}
@@ -942,10 +874,10 @@ def _leaderboard(
         ("run", "run"),
     ]
     caption = f"every trial, best {metric} first ({direction}); click a heading to sort"
-    return Section("Leaderboard", [page.raw(_table(flat, columns, caption=caption))])
+    return Section("Leaderboard", [_table(flat, columns, caption=caption)])
 
 
-def _failed(page: _Page, rows: Sequence[Mapping[str, Any]], links: _Links) -> Section | None:
+def _failed(rows: Sequence[Mapping[str, Any]], links: _Links) -> Section | None:
     failed = [dict(r, run=links.run(r)) for r in rows if r.get("status") == "failed"]
     if not failed:
         return None
@@ -956,7 +888,7 @@ def _failed(page: _Page, rows: Sequence[Mapping[str, Any]], links: _Links) -> Se
         ("error", "error"),
         ("run", "run"),
     ]
-    return Section("Failed trials", [page.raw(_table(failed, columns))])
+    return Section("Failed trials", [_table(failed, columns)])
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1037,13 +969,14 @@ def write_report(
         if "bayesian" in forms:
             page.sections.append(_bayesian_section(page, rows, metric, direction, study))
     if rows:
-        page.sections.append(_leaderboard(page, rows, metric, direction, links))
-    failed = _failed(page, rows, links)
+        page.sections.append(_leaderboard(rows, metric, direction, links))
+    failed = _failed(rows, links)
     if failed is not None:
         page.sections.append(failed)
 
     written: dict[str, Path] = {"csv": _write_atomic(out / "results.csv", _results_csv(rows))}
     for name, png in page.pictures.items():
         written[name] = _write_atomic(out / f"{name}.png", png)
-    written["html"] = _write_atomic(out / "report.html", page.render(title).encode("utf-8"))
+    html = render_html(title, page.sections)
+    written["html"] = _write_atomic(out / "report.html", html.encode("utf-8"))
     return written
