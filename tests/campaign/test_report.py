@@ -18,13 +18,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from medscale.campaign.report import (
-    BASE_COLUMNS,
-    fraction_curve,
-    loo_effects,
-    mean_ci,
-    write_report,
-)
+from medscale.campaign.report import write_report
+from medscale.campaign.results_table import BASE_COLUMNS
+from medscale.campaign.statistics import fraction_curve, loo_effects, mean_ci
 
 HOSTILE = "<script>alert('x')</script>&\"$a$"
 

@@ -2,7 +2,7 @@
 
 This is medscale's one report renderer: the training report (:mod:`medscale.train.report`),
 the evaluation report (:mod:`medscale.evaluate.results`) and the campaign report
-(:mod:`medscale.campaign.page`) all build :class:`Section` lists and call
+(:mod:`medscale.campaign.report`) all build :class:`Section` lists and call
 :func:`render_html` / :func:`write_html_report`. The page is the Jinja2 template
 ``templates/report.html.j2``, rendered with autoescape on.
 
