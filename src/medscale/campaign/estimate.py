@@ -16,12 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medscale.campaign.engine import (
-    Campaign,
-    start_trial_process,
-    trial_forkserver,
-    wait_trial_process,
-)
+from medscale.campaign.engine import Campaign
+from medscale.campaign.processes import start_trial_process, trial_forkserver, wait_trial_process
 from medscale.campaign.trial import write_json_atomic
 from medscale.errors import SpecError
 
