@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import urllib.parse
 import warnings
 from collections import defaultdict
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medscale.atomic import write_bytes_atomic
 from medscale.campaign import figures
 from medscale.campaign.results_table import flatten_row, results_csv, unique_rows
 from medscale.campaign.statistics import (
@@ -68,22 +68,6 @@ __all__ = ["STATUSES", "write_report"]
 
 STATUSES = ("done", "failed", "pruned", "pending", "running")
 """The trial states, in the order the summary lists them."""
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in ``path``'s folder, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # --------------------------------------------------------------------------- HTML pieces
@@ -613,9 +597,9 @@ def write_report(
     if failed is not None:
         page.sections.append(failed)
 
-    written: dict[str, Path] = {"csv": _write_atomic(out / "results.csv", results_csv(rows))}
+    written: dict[str, Path] = {"csv": write_bytes_atomic(out / "results.csv", results_csv(rows))}
     for name, png in page.pictures.items():
-        written[name] = _write_atomic(out / f"{name}.png", png)
+        written[name] = write_bytes_atomic(out / f"{name}.png", png)
     html = render_html(title, page.sections)
-    written["html"] = _write_atomic(out / "report.html", html.encode("utf-8"))
+    written["html"] = write_bytes_atomic(out / "report.html", html.encode("utf-8"))
     return written

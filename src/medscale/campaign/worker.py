@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from medscale.atomic import write_json_atomic
 from medscale.campaign.engine import A, Campaign, Started
 from medscale.campaign.processes import (
     alive,
@@ -27,7 +28,6 @@ from medscale.campaign.processes import (
     trial_forkserver,
 )
 from medscale.campaign.spec import trial_seed
-from medscale.campaign.trial import write_json_atomic
 
 __all__ = ["ProgressBar", "Worker", "install_stop_handler"]
 
@@ -173,7 +173,7 @@ class Worker:
             devices,
             self.layout.ranks,
         )
-        write_json_atomic(trial_dir / "trial.json", doc)
+        write_json_atomic(trial_dir / "trial.json", doc, indent=1, default=str)
         if campaign.ledger.claimed(started.key):  # done meanwhile: do not run it twice
             trial.set_user_attr(A + "skipped", True)
             self._tell(trial, None, TrialState.FAIL, started)

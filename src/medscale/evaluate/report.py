@@ -39,6 +39,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from medscale.atomic import write_text_atomic
+
 __all__ = [
     "Image",
     "Link",
@@ -214,8 +216,4 @@ def write_html_report(
     written (parent folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(title, sections)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, render_html(title, sections))
