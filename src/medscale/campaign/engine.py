@@ -37,6 +37,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from medscale.atomic import write_text_atomic
 from medscale.campaign.ledger import Ledger, open_ledger
 from medscale.campaign.objectives import OBJECTIVES, trial_config
 from medscale.campaign.spec import CampaignSpec, key_slug, trial_seed
@@ -111,7 +112,7 @@ class Campaign:
             }.items():
                 self.study.set_user_attr(A + name, value)
             if not spec_copy.exists():
-                spec_copy.write_text(self.spec.text)
+                write_text_atomic(spec_copy, self.spec.text)  # never half a spec on resume
         elif attrs.get(A + "spec_hash") != self.spec.hash:
             raise SpecError(
                 f"{self.ledger.url}: campaign {self.spec.name!r} was started with another spec "
