@@ -201,4 +201,4 @@ def test_a_patch_reads_only_the_chunks_it_overlaps(tmp_path):
         )
     # The volume's chunks read (its noise is never all fill value, so each one read is cached)
     # are exactly those the patches overlap.
-    assert set(sampler.reader._reader(0)._cache) == needed
+    assert set(sampler.readers["volume"]._reader(0)._cache) == needed
