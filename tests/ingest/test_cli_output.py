@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from medscale.store.store import Store
+from medscale.tasks import SLEEP_STAGING
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_store_info_into_a_closed_pipe_exits_quietly(tmp_path):
     """`medscale store info STORE | head -0`: the reader is gone before anything is written."""
-    Store.create(tmp_path / "store")
+    Store.create(tmp_path / "store", task=SLEEP_STAGING)
     env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     read_end, write_end = os.pipe()
     os.close(read_end)  # no reader, as after `head` has exited

@@ -67,7 +67,7 @@ def _assert_whole(store_path: Path, expected: int | None = None) -> None:
     for info in infos:
         assert store.verify_recording(info) is None, info.key
         assert store.read_signals(info, stop=10).shape == (len(info.channels), 10)
-        assert len(store.read_hypnogram(info)) == info.n_epochs
+        assert len(store.read_segment_labels(info)) == info.n_segments
 
 
 @pytest.mark.slow
@@ -140,11 +140,11 @@ def test_a_record_whose_arrays_are_gone_is_reported_and_reingested(tiny_nights, 
 def test_a_record_missing_chunks_is_damaged(tiny_nights, tmp_path):
     store = tmp_path / "store"
     ingest("synthetic", tiny_nights, store, progress=False)
-    chunks = store / "recordings" / "synthetic" / "synth-002" / "hypnogram" / "c"
+    chunks = store / "recordings" / "synthetic" / "synth-002" / "segment_labels" / "c"
     shutil.rmtree(chunks)
     info = Store(store).recording("synthetic", "synth-002")
     assert info is not None
     problem = Store(store).verify_recording(info)
-    assert problem is not None and "'hypnogram' lacks 1 of its 1 chunk files" in problem
+    assert problem is not None and "'segment_labels' lacks 1 of its 1 chunk files" in problem
     # zarr would have read the missing chunk as its fill value: the damage is silent there.
-    assert np.all(Store(store).read_hypnogram(info) == 0)
+    assert np.all(Store(store).read_segment_labels(info) == 0)

@@ -106,8 +106,8 @@ def test_truncated_keep_ingests_what_is_there_and_reports_it_trimmed(nights, tmp
     assert re.search(r"holds 1[78]\d \(1[78]\d s\); kept the records it holds", out)
     info = Store(tmp_path / "s").recording("synthetic", "synth-001")
     assert info is not None
-    assert info.n_epochs == EPOCHS - info.metadata["trim"]["epochs_dropped_end"]
-    assert info.n_epochs in (5, 6)  # 179 or 180 s, as the cut falls
+    assert info.n_segments == EPOCHS - info.metadata["trim"]["epochs_dropped_end"]
+    assert info.n_segments in (5, 6)  # 179 or 180 s, as the cut falls
 
 
 @pytest.mark.parametrize("epochs", [6, 20])
