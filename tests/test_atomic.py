@@ -9,7 +9,13 @@ import stat
 import pytest
 
 from medscale import atomic
-from medscale.atomic import atomic_open, write_bytes_atomic, write_json_atomic, write_text_atomic
+from medscale.atomic import (
+    atomic_open,
+    fsync_tree,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_writes_replace_the_file_whole_and_leave_nothing_else(tmp_path):
@@ -50,6 +56,24 @@ def test_data_and_folder_are_fsynced_before_and_after_the_rename(tmp_path, monke
     monkeypatch.setattr(atomic.os, "replace", replace)
     write_bytes_atomic(tmp_path / "x", b"1")
     assert calls == ["file", "replace", "dir"]
+
+
+def test_fsync_tree_syncs_every_file_and_folder_children_first(tmp_path, monkeypatch):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c0").write_bytes(b"1")
+    (tmp_path / "a" / "top").write_bytes(b"2")
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    fsync_tree(tmp_path / "a")
+    folder = str((tmp_path / "a").resolve())
+    assert sorted(synced) == sorted([f"{folder}/b/c0", f"{folder}/b", f"{folder}/top", folder])
+    assert synced.index(f"{folder}/b/c0") < synced.index(f"{folder}/b") < synced.index(folder)
 
 
 def test_permissions_follow_the_umask_and_bad_modes_are_refused(tmp_path):

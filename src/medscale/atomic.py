@@ -6,6 +6,9 @@ system), are flushed and fsynced, the temporary file is renamed over the target 
 `os.replace`, and the folder is fsynced so that the rename itself survives a power cut. On any
 error the temporary file is removed and the target is left as it was. Temporary names are
 ``.<name>.<random>.partial``: hidden, unique per writer, and easy to recognise.
+
+`fsync_tree` makes a whole folder durable the same way (a store record's arrays, before the
+commit record that names them is written).
 """
 
 from __future__ import annotations
@@ -19,7 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_open",
+    "fsync_tree",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -63,6 +72,19 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any, **dumps_kwargs: A
     """Write ``data`` as JSON (``json.dumps(data, **dumps_kwargs)`` and a newline) to ``path``
     atomically; returns ``path``."""
     return write_text_atomic(path, json.dumps(data, **dumps_kwargs) + "\n")
+
+
+def fsync_tree(folder: str | os.PathLike[str]) -> None:
+    """fsync every file under ``folder`` and the folders themselves, children first: what a
+    writer put there survives a power cut before a commit record names it."""
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in filenames:
+            fd = os.open(Path(dirpath) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_folder(Path(dirpath))
 
 
 def _fsync_folder(folder: Path) -> None:

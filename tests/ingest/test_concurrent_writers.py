@@ -20,6 +20,7 @@ from medscale.ingest.run import ingest
 from medscale.store.lock import LOCK_FILE
 from medscale.store.store import Store
 from medscale.synth import synthesize_nights
+from medscale.synth.toy import write_toy_volume_store
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 N_NIGHTS = 4
@@ -148,3 +149,13 @@ def test_a_record_missing_chunks_is_damaged(tiny_nights, tmp_path):
     assert problem is not None and "'segment_labels' lacks 1 of its 1 chunk files" in problem
     # zarr would have read the missing chunk as its fill value: the damage is silent there.
     assert np.all(Store(store).read_segment_labels(info) == 0)
+
+
+def test_a_volume_record_is_verified_against_the_shapes_its_commit_names(tmp_path):
+    """Layout 2: every array the commit lists (here volume, mask, class_voxels) is checked."""
+    store = write_toy_volume_store(tmp_path / "v", 1)
+    (info,) = store.recordings()
+    assert set(info.arrays) == {"volume", "mask", "class_voxels"}
+    assert store.verify_recording(info) is None
+    shutil.rmtree(tmp_path / "v" / "recordings" / "toy" / "toy-000" / "mask" / "c")
+    assert store.verify_recording(info) == "array 'mask' lacks 1 of its 1 chunk files"

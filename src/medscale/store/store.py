@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from zarr.codecs import BloscCodec
 from zarr.storage import FsspecStore, LocalStore
 
 from medscale import __version__
-from medscale.atomic import write_bytes_atomic
+from medscale.atomic import fsync_tree, write_bytes_atomic
 from medscale.errors import StoreError, StoreVersionError
 from medscale.store.layout import (
     ARRAY_DIMS,
@@ -90,22 +89,6 @@ class Record:
 
 def _is_url(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
-
-
-def _fsync_tree(folder: Path) -> None:
-    """fsync every file under ``folder`` and the folders themselves, children first."""
-    for dirpath, _, filenames in os.walk(folder, topdown=False):
-        for name in filenames:
-            _fsync_path(Path(dirpath) / name)
-        _fsync_path(Path(dirpath))
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def replace_file(
@@ -412,7 +395,7 @@ class Store:
                 array[...] = data
             infos[name] = ArrayInfo(dims, tuple(int(s) for s in data.shape), data.dtype.str)
         if not _is_url(self.location):  # object stores: a returned PUT is durable already
-            _fsync_tree(Path(self._root) / self._group_path(record.dataset, record.recording_id))
+            fsync_tree(Path(self._root) / self._group_path(record.dataset, record.recording_id))
         info = RecordingInfo(
             dataset=record.dataset,
             recording_id=record.recording_id,
