@@ -36,6 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from medscale.errors import SpecError
 from medscale.models.registry import register_model, with_defaults
+from medscale.models.spec import DataSpec
 
 
 def triangular_filterbank(n_bins: int, n_filters: int) -> np.ndarray:
@@ -103,8 +104,6 @@ class LSeqSleepNet(nn.Module):
     last subsequence is short: the sequence is padded to a multiple and the BiLSTMs run on
     packed sequences of the true lengths, so padding never reaches a real epoch.
     """
-
-    input_kind = "spectrogram"
 
     def __init__(
         self,
@@ -190,6 +189,17 @@ class LSeqSleepNet(nn.Module):
                 if isinstance(sub, nn.Linear):
                     nn.init.xavier_uniform_(sub.weight)
                     nn.init.zeros_(sub.bias)
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """Spectrograms of ``in_channels`` channels, ``(freqs, frames)`` per segment."""
+        return DataSpec(
+            input_kind="spectrogram",
+            channels=self.in_channels,
+            n_classes=self.n_classes,
+            segment_shape=(self.freqs, self.frames),
+            causal=False,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.freqs, self.frames)
