@@ -225,6 +225,18 @@ def test_lseqsleepnet_validates_nights_whose_last_chunk_is_not_a_whole_subsequen
     assert result.last_validation["n_nights"] == 1 and result.last_validation["n_epochs"] == 60
 
 
+def test_a_model_that_does_not_fit_the_data_is_refused_before_training(train_store, tmp_path):
+    config = TrainConfig.from_dict(
+        tiny_config(model_kwargs={"depth": 3, "init_filters": 4, "epoch_samples": 3000})
+    )
+    with pytest.raises(SpecError) as info:
+        train(config, train_store, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert message.startswith("model 'usleep-small' does not fit the data of task 'sleep_staging'")
+    assert message.endswith("segment_samples: model 3000, data 3840")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
 def test_missing_log_backends_are_skipped_with_a_warning(train_store, tmp_path, caplog):
     try:
         import mlflow  # noqa: F401

@@ -28,14 +28,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medscale.data.splits import Split, load_split, make_split, write_split
 from medscale.errors import SpecError
-from medscale.evaluate.inference import masked_cross_entropy
+from medscale.evaluate.inference import task_loss
 from medscale.store.store import Store
+from medscale.tasks import SLEEP_STAGING, Metric, Task
 from medscale.train.checkpoint import (
     CHECKPOINT_FORMAT,
     check_checkpoint,
@@ -60,6 +61,9 @@ from medscale.train.runtime import (
     seed_everything,
     set_rng_state,
 )
+
+if TYPE_CHECKING:
+    from medscale.models.spec import DataSpec
 
 log = logging.getLogger(__name__)
 
@@ -173,15 +177,23 @@ def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
 
 
 def validate(
-    model: Any, nights: Any, device: Any, autocast: Any, *, distributed: bool = False
+    model: Any,
+    nights: Any,
+    device: Any,
+    autocast: Any,
+    *,
+    distributed: bool = False,
+    task: Task = SLEEP_STAGING,
 ) -> dict[str, Any]:
-    """Score ``model`` on whole nights: each channel combination is predicted, the
-    probabilities soft-voted per epoch, and all nights' epochs pooled into one `score`.
+    """Score ``model`` on whole recordings of a segment task: each channel combination is
+    predicted, the probabilities soft-voted per segment, and all recordings' segments pooled
+    into the ``task``'s metrics (`medscale.evaluate.task_scores.score_task`) plus
+    ``val_loss`` (and ``loss``, the same, where the task declares it).
 
     ``distributed``: ``nights`` is this rank's share; the ranks' predictions are gathered so
     that every rank returns the metrics of all nights, as one process would."""
     from medscale.evaluate.inference import predict_nights
-    from medscale.evaluate.metrics import score
+    from medscale.evaluate.task_scores import LOSS_METRIC, score_task
 
     predicted = predict_nights(model, nights, device, autocast)
     if distributed:
@@ -194,12 +206,14 @@ def validate(
     if not predicted:
         raise SpecError("validation found no nights to score (empty val subset?)")
     y_true = np.concatenate([night.y_true for night in predicted.values()])
-    y_pred = np.concatenate([night.probabilities.argmax(axis=1) for night in predicted.values()])
-    metrics = score(y_true, y_pred)
+    probabilities = np.concatenate([night.probabilities for night in predicted.values()])
+    metrics = score_task(task, y_true, probabilities)
     # The loss of each combination's chunks, as before the vote.
     loss_sum = sum(night.loss_sum for night in predicted.values())
     loss_count = sum(night.loss_count for night in predicted.values())
     metrics["val_loss"] = loss_sum / max(1, loss_count)
+    if any(m.name == LOSS_METRIC for m in task.metrics):
+        metrics[LOSS_METRIC] = metrics["val_loss"]
     metrics["n_nights"] = len(predicted)
     return metrics
 
@@ -322,6 +336,10 @@ class Trainer:
         self.progress = progress and self.main_rank
         self.out_dir = Path(out_dir)
         self.store = store if isinstance(store, Store) else Store(store, read_only=True)
+        # A layout-1 store has no task: it holds sleep staging.
+        self.task: Task = getattr(self.store, "task", SLEEP_STAGING)
+        self.loss = task_loss(self.task)
+        self.monitor = monitored_metric(config, self.task)
         self.device = _device(config)
         self.resume_from = check_run_dir(self.out_dir, resume)
         if self.distributed:
@@ -436,6 +454,14 @@ class Trainer:
         else:
             self.ddp_model = self.model
         self._setup_data()
+        from medscale.models.spec import check_data_spec
+
+        check_data_spec(
+            self.model.data_spec,
+            data_spec(config, self.loader.dataset.index, self.task),
+            model_name=config.model,
+            data_name=f"the data of task {self.task.name!r} in {self.store.location}",
+        )
         self._write_run_files()
         self.logger = MetricsLogger(
             self.out_dir,
@@ -576,7 +602,7 @@ class Trainer:
         y = batch["y"].to(device, non_blocking=True)
         with self.autocast():
             logits = self.ddp_model(x)
-            loss = masked_cross_entropy(logits, y)
+            loss = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         grad_norm = None
@@ -610,12 +636,21 @@ class Trainer:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, 0)
         metrics = validate(
-            self.model, self.nights, self.device, self.autocast, distributed=self.distributed
+            self.model,
+            self.nights,
+            self.device,
+            self.autocast,
+            distributed=self.distributed,
+            task=self.task,
         )
         self.last_validation = metrics
-        value = float(metrics[config.early_stopping.metric])
-        value = value if math.isfinite(value) else -math.inf
-        improved = early["best"] is None or value > early["best"] + config.early_stopping.min_delta
+        monitor, delta = self.monitor, config.early_stopping.min_delta
+        value = float(metrics[monitor.name])
+        if not math.isfinite(value):  # the worst value in the metric's direction
+            value = -math.inf if monitor.mode == "max" else math.inf
+        improved = early["best"] is None or monitor.better(
+            value, early["best"] + (delta if monitor.mode == "max" else -delta)
+        )
         if improved:
             early.update(best=value, best_step=self.position.step, bad=0)
             self.checkpoint(self.best_path)
@@ -729,7 +764,7 @@ class Trainer:
             if self.nights is not None and (
                 pos.step % config.val_every == 0 or pos.step == config.max_steps
             ):
-                metric = config.early_stopping.metric
+                metric = self.monitor.name
                 shown = {metric: f"{self.validate()[metric]:.3f}"}
                 self.bar.set_postfix(loss=f"{outcome.loss:.3f}", **shown, refresh=False)
                 if self.patience_exhausted():
@@ -815,7 +850,7 @@ class Trainer:
                     "resumed_from_step": result.resumed_from_step,
                     "best_step": result.best_step,
                     "best_metric": result.best_metric,
-                    "early_stopping_metric": config.early_stopping.metric,
+                    "early_stopping_metric": self.monitor.name,
                     "last_validation": clean_json(result.last_validation),
                     "weights_sha256": result.weights_sha256,
                     "train_seconds_this_call": round(result.train_seconds, 3),
@@ -827,6 +862,46 @@ class Trainer:
 
             write_training_report(out_dir, f"medscale training run {out_dir.name} ({config.model})")
         return result
+
+
+def monitored_metric(config: TrainConfig, task: Task) -> Metric:
+    """The metric early stopping and the best checkpoint follow, with its direction: the
+    config's ``early_stopping.metric``/``mode`` where set, else the task's choice."""
+    stopping = config.early_stopping
+    name = stopping.metric or task.monitor
+    try:
+        declared = task.metric(name)
+    except SpecError as exc:
+        raise SpecError(f"early_stopping.metric: {exc}") from None
+    return Metric(name, stopping.mode or declared.mode)
+
+
+def data_spec(config: TrainConfig, index: Any, task: Task) -> DataSpec:
+    """What the data layer serves a model for ``task`` (a signals task), to check against
+    the model's `DataSpec` before training."""
+    from medscale.models.spec import DataSpec
+
+    groups = len(config.data.sampling.channel_groups)
+    spectrogram = config.data.processing.spectrogram
+    per_segment = index.samples_per_epoch
+    if spectrogram is None:
+        return DataSpec(
+            "signals",
+            channels=groups,
+            n_classes=task.n_outputs,
+            sfreq_hz=index.sfreq_hz,
+            segment_samples=per_segment,
+        )
+    win = round(spectrogram.window_s * index.sfreq_hz)
+    hop = round(spectrogram.hop_s * index.sfreq_hz)
+    frames = len(range(0, per_segment - win + 1, hop))
+    return DataSpec(
+        "spectrogram",
+        channels=groups,
+        n_classes=task.n_outputs,
+        sfreq_hz=index.sfreq_hz,
+        segment_shape=(win // 2 + 1, frames),
+    )
 
 
 def rank_batch_size(config: TrainConfig, world_size: int) -> int:
