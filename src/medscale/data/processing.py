@@ -9,7 +9,7 @@ import numpy as np
 from scipy import signal as sps
 
 from medscale.data.config import ProcessingConfig
-from medscale.data.index import WindowIndex
+from medscale.data.index import RecordIndex, WindowIndex
 from medscale.errors import SpecError
 
 
@@ -23,11 +23,16 @@ class WindowProcessor:
     missing group under ``missing_group="zeros"``) come out as zeros.
     """
 
-    def __init__(self, index: WindowIndex, config: ProcessingConfig) -> None:
+    def __init__(self, index: WindowIndex | RecordIndex, config: ProcessingConfig) -> None:
         self.index = index
         self.config = config
         self._sos = None
         if config.bandpass_hz is not None:
+            if not isinstance(index, WindowIndex):
+                raise SpecError(
+                    f"processing.bandpass_hz filters signals; task {index.task.name!r} stores "
+                    f"{index.task.input_kind}s: leave it unset"
+                )
             low, high = config.bandpass_hz
             nyquist = index.sfreq_hz / 2
             if high >= nyquist:
@@ -85,18 +90,19 @@ class WindowProcessor:
             x[:, start : start + length] = 0.0
         return x
 
-    def spectrogram(self, x: np.ndarray, window_epochs: int) -> np.ndarray:
-        """Log power (channels, epochs, freqs, frames) of Hann-windowed frames per 30-s epoch."""
+    def spectrogram(self, x: np.ndarray, n_segments: int) -> np.ndarray:
+        """Log power (channels, segments, freqs, frames) of Hann-windowed frames per segment
+        (sleep: per 30-s epoch)."""
         spec = self.config.spectrogram
         if spec is None:
             return x
         fs = self.index.sfreq_hz
         win, hop = round(spec.window_s * fs), round(spec.hop_s * fs)
-        per_epoch = self.index.samples_per_epoch
-        if win > per_epoch:
-            raise SpecError(f"spectrogram window {spec.window_s} s is longer than an epoch")
-        epochs = x.reshape(x.shape[0], window_epochs, per_epoch)
-        frames = np.lib.stride_tricks.sliding_window_view(epochs, win, axis=-1)[..., ::hop, :]
+        per_segment = self.index.samples_per_segment
+        if win > per_segment:
+            raise SpecError(f"spectrogram window {spec.window_s} s is longer than a segment")
+        segments = x.reshape(x.shape[0], n_segments, per_segment)
+        frames = np.lib.stride_tricks.sliding_window_view(segments, win, axis=-1)[..., ::hop, :]
         power = np.abs(np.fft.rfft(frames * np.hanning(win).astype(np.float32), axis=-1)) ** 2
         out = np.log(power + spec.log_eps).astype(np.float32)
-        return np.ascontiguousarray(np.swapaxes(out, -1, -2))  # (C, epochs, freqs, frames)
+        return np.ascontiguousarray(np.swapaxes(out, -1, -2))  # (C, segments, freqs, frames)

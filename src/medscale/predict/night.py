@@ -17,7 +17,8 @@ from medscale.io.signals import list_signal_labels, read_signals
 from medscale.io.stages import UNKNOWN
 from medscale.predict.channels import select_channels
 from medscale.store.layout import ChannelInfo
-from medscale.store.store import RecordingArrays, Store
+from medscale.store.store import Record, Store
+from medscale.tasks import SLEEP_STAGING
 
 SCRATCH_DATASET = "predict"
 
@@ -69,22 +70,21 @@ def prepare_night(
         infos.append(info)
         if warning:
             warnings.append(f"{name}: {warning}")
-    store = Store.create(scratch)
-    arrays = RecordingArrays(
+    store = Store.create(scratch, task=SLEEP_STAGING)
+    record = Record(
         dataset=SCRATCH_DATASET,
         recording_id="night",
         subject="night",
         session="",
         sfreq_hz=sfreq_hz,
-        epoch_length_s=epoch_length_s,
-        signals=codes,
-        hypnogram=np.full(n_epochs, UNKNOWN, dtype=np.int8),
+        segment_s=epoch_length_s,
+        arrays={"signals": codes, "segment_labels": np.full(n_epochs, UNKNOWN, dtype=np.int8)},
         channels=infos,
         source_hash="",
         config_hash="",
         synthetic=recording.synthetic,
         metadata={"warnings": warnings},
     )
-    info = store.write_recording(arrays)
+    info = store.write_record(record)
     start = recording.start.time().isoformat() if recording.start else None
     return PreparedNight(store, info.key, n_epochs, chosen, start, warnings)
