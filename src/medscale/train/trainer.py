@@ -336,8 +336,7 @@ class Trainer:
         self.progress = progress and self.main_rank
         self.out_dir = Path(out_dir)
         self.store = store if isinstance(store, Store) else Store(store, read_only=True)
-        # A layout-1 store has no task: it holds sleep staging.
-        self.task: Task = getattr(self.store, "task", SLEEP_STAGING)
+        self.task: Task = self.store.task
         self.loss = task_loss(self.task)
         self.monitor = monitored_metric(config, self.task)
         self.device = _device(config)
@@ -883,7 +882,7 @@ def data_spec(config: TrainConfig, index: Any, task: Task) -> DataSpec:
 
     groups = len(config.data.sampling.channel_groups)
     spectrogram = config.data.processing.spectrogram
-    per_segment = index.samples_per_epoch
+    per_segment = index.samples_per_segment
     if spectrogram is None:
         return DataSpec(
             "signals",
