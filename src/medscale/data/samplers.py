@@ -161,11 +161,16 @@ class ImageSampler:
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
         draw, _ = draw_image(self.index, self.config.seed, epoch, sample)
-        shape = tuple(int(s) for s in self.index.shapes[draw.recording])
-        raw = self.reader.read_box(draw.recording, (0,) * len(shape), shape)
-        x = _scaled(self.processor, raw, draw.recording)
-        y = self.index.task.targets(self.index.image_labels[draw.recording])
+        x, y = self.record(draw.recording)
         return {"x": x, "y": y, "recording": draw.recording, "epoch": epoch, "sample": sample}
+
+    def record(self, recording: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``recording``'s whole image, scaled, and its targets (evaluation reads these)."""
+        shape = tuple(int(s) for s in self.index.shapes[recording])
+        raw = self.reader.read_box(recording, (0,) * len(shape), shape)
+        return _scaled(self.processor, raw, recording), self.index.task.targets(
+            self.index.image_labels[recording]
+        )
 
 
 class PatchSampler:

@@ -162,15 +162,33 @@ def _recordings(config: TrainConfig, split: Split) -> tuple[list[str], list[str]
     return train, val
 
 
-def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def build_run_model(
+    config: TrainConfig, in_channels: int | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The run's model and the keyword arguments it was built with: ``config.model_kwargs``,
+    plus ``in_channels`` where the model takes it and the config does not set it (by
+    default the number of channel groups, what a signals task serves)."""
     from medscale.models import build_model
     from medscale.models.registry import model_arguments
 
     kwargs = dict(config.model_kwargs)
-    n_groups = len(config.data.sampling.channel_groups)
+    if in_channels is None:
+        in_channels = len(config.data.sampling.channel_groups)
     if "in_channels" in model_arguments(config.model) and "in_channels" not in kwargs:
-        kwargs["in_channels"] = n_groups
+        kwargs["in_channels"] = in_channels
     return build_model(config.model, **kwargs), kwargs
+
+
+def input_channels(config: TrainConfig, store: Store) -> int:
+    """The channels the data serves: one per channel group for signals, the stored channels
+    of the (first) image or volume otherwise."""
+    task = store.task
+    if task.segmented:
+        return len(config.data.sampling.channel_groups)
+    first = next(iter(store.recordings()), None)
+    if first is None:
+        raise SpecError(f"{store.location} holds no records to train on")
+    return int(first.arrays[task.input_kind].shape[0])
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -185,17 +203,19 @@ def validate(
     distributed: bool = False,
     task: Task = SLEEP_STAGING,
 ) -> dict[str, Any]:
-    """Score ``model`` on whole recordings of a segment task: each channel combination is
-    predicted, the probabilities soft-voted per segment, and all recordings' segments pooled
-    into the ``task``'s metrics (`medscale.evaluate.task_scores.score_task`) plus
-    ``val_loss`` (and ``loss``, the same, where the task declares it).
+    """Score ``model`` on whole records: for a segment task each channel combination of a
+    recording is predicted and the probabilities soft-voted per segment; for an image task
+    each image is predicted once. All records are pooled into the ``task``'s metrics
+    (`medscale.evaluate.task_scores.score_task`) plus ``val_loss`` (and ``loss``, the same,
+    where the task declares it).
 
     ``distributed``: ``nights`` is this rank's share; the ranks' predictions are gathered so
     that every rank returns the metrics of all nights, as one process would."""
-    from medscale.evaluate.inference import predict_nights
+    from medscale.evaluate.inference import predict_images, predict_nights
     from medscale.evaluate.task_scores import LOSS_METRIC, score_task
 
-    predicted = predict_nights(model, nights, device, autocast)
+    predict = predict_nights if task.segmented else predict_images
+    predicted = predict(model, nights, device, autocast)
     if distributed:
         import torch.distributed as dist
 
@@ -395,7 +415,7 @@ class Trainer:
 
         config, device = self.config, self.device
         seed_everything(config.seed)
-        self.model, self.model_kwargs = build_run_model(config)
+        self.model, self.model_kwargs = build_run_model(config, input_channels(config, self.store))
         self.model.to(device)
         if self.distributed:  # same initial weights everywhere, then each rank its own dropout
             seed_everything(rank_seed(config.seed, self.rank))
@@ -508,6 +528,7 @@ class Trainer:
     def _setup_data(self) -> None:
         import torch
 
+        from medscale.data.evaluation import EvalImages
         from medscale.data.torch_data import EvalNights, create_train_loader
 
         config = self.config
@@ -529,7 +550,8 @@ class Trainer:
         )
         self.nights = None
         if self.val_recordings:
-            self.nights = EvalNights(
+            evaluation = EvalNights if self.task.segmented else EvalImages
+            self.nights = evaluation(
                 self.store,
                 config.data,
                 recordings=self.val_recordings,
@@ -764,8 +786,11 @@ class Trainer:
                 pos.step % config.val_every == 0 or pos.step == config.max_steps
             ):
                 metric = self.monitor.name
-                shown = {metric: f"{self.validate()[metric]:.3f}"}
-                self.bar.set_postfix(loss=f"{outcome.loss:.3f}", **shown, refresh=False)
+                shown = {"loss": f"{outcome.loss:.3f}"}
+                shown[f"val_{metric}" if metric in shown else metric] = (
+                    f"{self.validate()[metric]:.3f}"
+                )
+                self.bar.set_postfix(shown, refresh=False)
                 if self.patience_exhausted():
                     want_stop = "early_stopping"
             if pos.step >= config.max_steps:
@@ -876,10 +901,12 @@ def monitored_metric(config: TrainConfig, task: Task) -> Metric:
 
 
 def data_spec(config: TrainConfig, index: Any, task: Task) -> DataSpec:
-    """What the data layer serves a model for ``task`` (a signals task), to check against
-    the model's `DataSpec` before training."""
+    """What the data layer serves a model for ``task`` (``index``: the training sampler's), to
+    check against the model's `DataSpec` before training."""
     from medscale.models.spec import DataSpec
 
+    if not task.segmented:
+        return DataSpec(task.input_kind, channels=int(index.shapes[0, 0]), n_classes=task.n_outputs)
     groups = len(config.data.sampling.channel_groups)
     spectrogram = config.data.processing.spectrogram
     per_segment = index.samples_per_segment
