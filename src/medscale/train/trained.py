@@ -25,7 +25,7 @@ class TrainedModel:
 def load_trained_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
     """The model of ``run_dir`` from ``checkpoints/<which>.pt`` (``best``, falling back to
     ``last`` when the run never validated)."""
-    from medscale.models import build_model
+    from medscale.train.trainer import build_run_model
 
     run_dir = Path(run_dir)
     config_path, manifest_path = run_dir / "config.yaml", run_dir / "manifest.json"
@@ -41,7 +41,8 @@ def load_trained_model(run_dir: str | Path, which: str = "best") -> TrainedModel
     if checkpoint is None:
         raise SpecError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     state = load_checkpoint(checkpoint)
-    model = build_model(config.model, **manifest["run"]["model_kwargs"])  # as the run built it
+    # the input channels the run's data served (an image's channels are not in the config)
+    model, _ = build_run_model(config, manifest["run"]["model_kwargs"].get("in_channels"))
     check_checkpoint(
         state,
         model_name=config.model,
