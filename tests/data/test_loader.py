@@ -34,10 +34,16 @@ def _digest(x: torch.Tensor) -> str:
     return hashlib.sha1(x.numpy().tobytes()).hexdigest()[:12]
 
 
-def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int = 0):
+def _config(sampling: dict) -> DataConfig:
+    return CONFIG.model_copy(
+        update={"sampling": SamplingConfig(**{"samples_per_epoch": N_SAMPLES, **sampling})}
+    )
+
+
+def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int = 0, config=CONFIG):
     loader = create_train_loader(
         store,
-        CONFIG,
+        config,
         batch_size=4,
         num_workers=workers,
         rank=rank,
@@ -55,21 +61,26 @@ def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int 
 # On a 2-core machine torch warns that 4 workers exceed its suggestion; that is the point here.
 @pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 @pytest.mark.parametrize("workers", [1, 2, 4])
-def test_worker_and_rank_counts_do_not_change_the_samples(serving_store, workers):
-    reference = _run(serving_store, 0, 0, 1)
+def test_worker_and_rank_counts_do_not_change_the_samples(sampler_store, workers):
+    _, store, sampling = sampler_store
+    config = _config(sampling)
+    reference = _run(store, 0, 0, 1, config=config)
     assert [s for s, _, _ in reference] == list(range(N_SAMPLES))
-    assert _run(serving_store, workers, 0, 1) == reference
-    ranks = [_run(serving_store, workers, r, 2) for r in (0, 1)]
+    assert len({x for _, x, _ in reference}) > 5  # the samples are not all alike
+    assert _run(store, workers, 0, 1, config=config) == reference
+    ranks = [_run(store, workers, r, 2, config=config) for r in (0, 1)]
     # Each rank's order is a fixed stride of the single-rank sequence: disjoint, complete.
     assert ranks[0] == reference[0::2]
     assert ranks[1] == reference[1::2]
     assert sorted(ranks[0] + ranks[1]) == sorted(reference)
 
 
-def test_resuming_at_sample_k_continues_the_sequence(serving_store):
-    full = _run(serving_store, 0, 1, 2, epoch=3)
-    assert _run(serving_store, 0, 1, 2, epoch=3, start=5) == full[5:]
-    assert _run(serving_store, 0, 1, 2, epoch=4) != full
+def test_resuming_at_sample_k_continues_the_sequence(sampler_store):
+    _, store, sampling = sampler_store
+    config = _config(sampling)
+    full = _run(store, 0, 1, 2, epoch=3, config=config)
+    assert _run(store, 0, 1, 2, epoch=3, start=5, config=config) == full[5:]
+    assert _run(store, 0, 1, 2, epoch=4, config=config) != full
 
 
 def test_rank_sampler_lengths_cover_uneven_totals():

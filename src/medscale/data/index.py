@@ -113,7 +113,40 @@ class GroupCandidates:
     rows: np.ndarray  # int16
 
 
-class WindowIndex:
+class _FlatIndex:
+    """What both indexes hold: record keys, datasets and the channel table, as flat arrays."""
+
+    store_location: str | None = None
+
+    def _records(self, infos: Sequence[RecordingInfo]) -> None:
+        self.keys = np.array([i.key.encode() for i in infos])
+        self.dataset_names = tuple(sorted({i.dataset for i in infos}))
+        ds_lookup = {d: k for k, d in enumerate(self.dataset_names)}
+        self.dataset_id = np.array([ds_lookup[i.dataset] for i in infos], dtype=np.int32)
+
+    def _channels(self, infos: Sequence[RecordingInfo]) -> None:
+        names = sorted({c.name for i in infos for c in i.channels})
+        lookup = {c: k for k, c in enumerate(names)}
+        self.channel_names = tuple(names)
+        counts = np.array([len(i.channels) for i in infos], dtype=np.int64)
+        self.channel_offsets = np.zeros(len(infos) + 1, dtype=np.int64)
+        self.channel_offsets[1:] = np.cumsum(counts)
+        flat = [c for i in infos for c in i.channels]
+        self.channel_name_id = np.array([lookup[c.name] for c in flat], dtype=np.int32)
+        self.channel_scale = np.array([c.scale for c in flat], dtype=np.float32)
+        self.channel_median = np.array([c.median for c in flat], dtype=np.float32)
+        # A flat channel has IQR 0: scale it by 1 rather than divide by zero.
+        iqr = np.array([c.iqr for c in flat], dtype=np.float32)
+        self.channel_iqr = np.where(iqr > 0, iqr, np.float32(1.0))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def key(self, r: int) -> str:
+        return self.keys[r].decode()
+
+
+class WindowIndex(_FlatIndex):
     """Flat arrays over the signal records a window sampler may draw from.
 
     Attributes (``R`` recordings, ``S`` segments in all, ``K`` classes)
@@ -166,10 +199,7 @@ class WindowIndex:
         ((self.sfreq_hz, self.segment_s),) = rates
         self.samples_per_segment = round(self.sfreq_hz * self.segment_s)
         n = len(infos)
-        self.keys = np.array([i.key.encode() for i in infos])
-        self.dataset_names = tuple(sorted({i.dataset for i in infos}))
-        ds_lookup = {d: k for k, d in enumerate(self.dataset_names)}
-        self.dataset_id = np.array([ds_lookup[i.dataset] for i in infos], dtype=np.int32)
+        self._records(infos)
         self.n_segments = np.array([i.n_segments for i in infos], dtype=np.int32)
         self.segment_offsets = np.zeros(n + 1, dtype=np.int64)
         self.segment_offsets[1:] = np.cumsum(self.n_segments)
@@ -194,21 +224,6 @@ class WindowIndex:
         self._channels(infos)
         self.groups = tuple(self._group(g, infos) for g in sampling.channel_groups)
         self._eligibility(infos)
-
-    def _channels(self, infos: Sequence[RecordingInfo]) -> None:
-        names = sorted({c.name for i in infos for c in i.channels})
-        lookup = {c: k for k, c in enumerate(names)}
-        self.channel_names = tuple(names)
-        counts = np.array([len(i.channels) for i in infos], dtype=np.int64)
-        self.channel_offsets = np.zeros(len(infos) + 1, dtype=np.int64)
-        self.channel_offsets[1:] = np.cumsum(counts)
-        flat = [c for i in infos for c in i.channels]
-        self.channel_name_id = np.array([lookup[c.name] for c in flat], dtype=np.int32)
-        self.channel_scale = np.array([c.scale for c in flat], dtype=np.float32)
-        self.channel_median = np.array([c.median for c in flat], dtype=np.float32)
-        # A flat channel has IQR 0: scale it by 1 rather than divide by zero.
-        iqr = np.array([c.iqr for c in flat], dtype=np.float32)
-        self.channel_iqr = np.where(iqr > 0, iqr, np.float32(1.0))
 
     def _group(self, group: ChannelGroup, infos: Sequence[RecordingInfo]) -> GroupCandidates:
         rows, offsets = [], [0]
@@ -280,15 +295,7 @@ class WindowIndex:
         index.store_location = store.location
         return index
 
-    store_location: str | None = None
-
     # -- facts ------------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def key(self, r: int) -> str:
-        return self.keys[r].decode()
 
     def labels(self, r: int) -> np.ndarray:
         """Recording ``r``'s class per segment (sleep: its hypnogram)."""
@@ -324,7 +331,7 @@ class WindowIndex:
         return out
 
 
-class RecordIndex:
+class RecordIndex(_FlatIndex):
     """Flat arrays over image or volume records, for the per-image and patch samplers.
 
     Attributes (``R`` records, ``K`` classes)
@@ -334,7 +341,7 @@ class RecordIndex:
     image_labels : uint8 (R, K)    multi-hot labels (``image_multilabel`` tasks)
     class_voxels : int32 (V, 3)    sampled voxel coordinates per class (``voxel_mask`` tasks)
     class_offsets : int64 (R, K+1) absolute offsets into ``class_voxels`` per class
-    channel_offsets, channel_scale, channel_median, channel_iqr : as in `WindowIndex`
+    channel_offsets, channel_scale, channel_median, channel_iqr, ... : as in `WindowIndex`
     eligible : bool (R,), draw : `DatasetDraw`
     """
 
@@ -353,10 +360,7 @@ class RecordIndex:
             raise SpecError("the record index needs at least one record; none were given")
         self.task, self.sampling, self.for_training = task, sampling, for_training
         self.n_classes = task.n_outputs
-        self.keys = np.array([i.key.encode() for i in infos])
-        self.dataset_names = tuple(sorted({i.dataset for i in infos}))
-        ds_lookup = {d: k for k, d in enumerate(self.dataset_names)}
-        self.dataset_id = np.array([ds_lookup[i.dataset] for i in infos], dtype=np.int32)
+        self._records(infos)
         ndims = {len(i.arrays[task.input_kind].shape) for i in infos}
         if len(ndims) != 1:
             raise SpecError(f"records of {task.input_kind} have different dimensions {ndims}")
@@ -364,14 +368,7 @@ class RecordIndex:
         channels = {int(s[0]) for s in self.shapes}
         if len(channels) != 1:
             raise SpecError(f"records have different channel counts {sorted(channels)}")
-        counts = np.array([len(i.channels) for i in infos], dtype=np.int64)
-        self.channel_offsets = np.zeros(len(infos) + 1, dtype=np.int64)
-        self.channel_offsets[1:] = np.cumsum(counts)
-        flat = [c for i in infos for c in i.channels]
-        self.channel_scale = np.array([c.scale for c in flat], dtype=np.float32)
-        self.channel_median = np.array([c.median for c in flat], dtype=np.float32)
-        iqr = np.array([c.iqr for c in flat], dtype=np.float32)
-        self.channel_iqr = np.where(iqr > 0, iqr, np.float32(1.0))
+        self._channels(infos)
         eligible = np.ones(len(infos), dtype=bool)
         if task.label_kind == "image_multilabel":
             self.image_labels = np.stack(
@@ -413,11 +410,3 @@ class RecordIndex:
         index = cls(store, infos, sampling or SamplingConfig(), for_training=for_training)
         index.store_location = store.location
         return index
-
-    store_location: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def key(self, r: int) -> str:
-        return self.keys[r].decode()

@@ -124,17 +124,8 @@ class WindowSampler:
         }
 
 
-def _scaled(processor: WindowProcessor, raw: np.ndarray, recording: int) -> np.ndarray:
-    """Robust scaling and clipping of every channel of an image or volume box."""
-    flat = raw.reshape(raw.shape[0], -1)
-    x = processor.scale(flat, recording, list(range(raw.shape[0])))
-    return x.reshape(raw.shape)
-
-
-class ImageSampler:
-    """Whole images of a multi-label task. ``load`` returns ``x`` float32 (channels, y, x),
-    ``y`` float32 (classes,) multi-hot, and ``recording``, ``epoch``, ``sample``. Images and
-    patches get robust scaling and clipping; augmentation is implemented for windows only."""
+class _RecordSampler:
+    """What the image and patch samplers share: a `RecordIndex` and readers of its arrays."""
 
     def __init__(
         self,
@@ -143,18 +134,33 @@ class ImageSampler:
         *,
         recordings: Iterable[str] | None = None,
         index: RecordIndex | None = None,
+        arrays: tuple[str, ...] = (),
     ) -> None:
         self.config = config or DataConfig()
         store_obj = _store(store)
         self.index = index or RecordIndex.from_store(store_obj, self.config.sampling, recordings)
-        self.reader = ArrayReader(
-            store_obj.location,
-            self.index,
-            array=self.index.task.input_kind,
-            max_open=self.config.max_open_recordings,
-            cache_bytes=self.config.cache_bytes,
-        )
+        self.readers = {
+            name: ArrayReader(
+                store_obj.location,
+                self.index,
+                array=name,
+                max_open=self.config.max_open_recordings,
+                cache_bytes=self.config.cache_bytes,
+            )
+            for name in arrays or (self.index.task.input_kind,)
+        }
         self.processor = WindowProcessor(self.index, self.config.processing)
+
+    def _scaled(self, raw: np.ndarray, recording: int) -> np.ndarray:
+        """Robust scaling and clipping of every channel of an image or volume box."""
+        flat = raw.reshape(raw.shape[0], -1)
+        return self.processor.scale(flat, recording, list(range(raw.shape[0]))).reshape(raw.shape)
+
+
+class ImageSampler(_RecordSampler):
+    """Whole images of a multi-label task. ``load`` returns ``x`` float32 (channels, y, x),
+    ``y`` float32 (classes,) multi-hot, and ``recording``, ``epoch``, ``sample``. Images and
+    patches get robust scaling and clipping; augmentation is implemented for windows only."""
 
     def draw(self, epoch: int, sample: int) -> RecordDraw:
         return draw_image(self.index, self.config.seed, epoch, sample)[0]
@@ -167,13 +173,12 @@ class ImageSampler:
     def record(self, recording: int) -> tuple[np.ndarray, np.ndarray]:
         """Row ``recording``'s whole image, scaled, and its targets (evaluation reads these)."""
         shape = tuple(int(s) for s in self.index.shapes[recording])
-        raw = self.reader.read_box(recording, (0,) * len(shape), shape)
-        return _scaled(self.processor, raw, recording), self.index.task.targets(
-            self.index.image_labels[recording]
-        )
+        reader = self.readers[self.index.task.input_kind]
+        x = self._scaled(reader.read_box(recording, (0,) * len(shape), shape), recording)
+        return x, self.index.task.targets(self.index.image_labels[recording])
 
 
-class PatchSampler:
+class PatchSampler(_RecordSampler):
     """Foreground/background-balanced 3-D patches of a volume task. ``load`` reads only the
     chunks of volume and mask that the box overlaps, and returns ``x`` float32 (channels, z, y,
     x), ``y`` int64 (z, y, x) classes, and ``recording``, ``start`` (z, y, x), ``label`` (the
@@ -187,16 +192,8 @@ class PatchSampler:
         recordings: Iterable[str] | None = None,
         index: RecordIndex | None = None,
     ) -> None:
-        self.config = config or DataConfig()
-        store_obj = _store(store)
-        self.index = index or RecordIndex.from_store(store_obj, self.config.sampling, recordings)
-        options = {
-            "max_open": self.config.max_open_recordings,
-            "cache_bytes": self.config.cache_bytes,
-        }
-        self.reader = ArrayReader(store_obj.location, self.index, array="volume", **options)
-        self.mask_reader = ArrayReader(store_obj.location, self.index, array="mask", **options)
-        self.processor = WindowProcessor(self.index, self.config.processing)
+        arrays = ("volume", "mask")
+        super().__init__(store, config, recordings=recordings, index=index, arrays=arrays)
 
     def draw(self, epoch: int, sample: int) -> RecordDraw:
         return draw_patch(self.index, self.config.seed, epoch, sample)[0]
@@ -207,10 +204,10 @@ class PatchSampler:
             a + p for a, p in zip(draw.start, self.config.sampling.patch_size, strict=True)
         )
         n_channels = int(self.index.shapes[draw.recording, 0])
-        raw = self.reader.read_box(draw.recording, (0, *draw.start), (n_channels, *stop))
-        mask = self.mask_reader.read_box(draw.recording, draw.start, stop)
+        raw = self.readers["volume"].read_box(draw.recording, (0, *draw.start), (n_channels, *stop))
+        mask = self.readers["mask"].read_box(draw.recording, draw.start, stop)
         return {
-            "x": _scaled(self.processor, raw, draw.recording),
+            "x": self._scaled(raw, draw.recording),
             "y": self.index.task.targets(mask),
             "recording": draw.recording,
             "start": np.asarray(draw.start, dtype=np.int64),

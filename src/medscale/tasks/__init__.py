@@ -1,6 +1,7 @@
 """Tasks: what the engine predicts from stored records (see `medscale.tasks.base`).
 
-Registered: ``sleep_staging`` and the SYNTHETIC test tasks ``toy_events`` and ``toy_images``.
+Registered: ``sleep_staging`` and the SYNTHETIC test tasks ``toy_events``, ``toy_images`` and
+``toy_volumes``.
 Importing this package does not import torch.
 """
 
@@ -20,7 +21,7 @@ from medscale.tasks.base import (
     register_task,
 )
 from medscale.tasks.sleep import SLEEP_STAGING
-from medscale.tasks.toy import TOY_EVENTS, TOY_IMAGES
+from medscale.tasks.toy import TOY_EVENTS, TOY_IMAGES, TOY_VOLUMES
 
 __all__ = [
     "EVENT_FIELDS",
@@ -31,6 +32,7 @@ __all__ = [
     "SLEEP_STAGING",
     "TOY_EVENTS",
     "TOY_IMAGES",
+    "TOY_VOLUMES",
     "InputKind",
     "LabelKind",
     "Metric",

@@ -2,6 +2,7 @@
 
 ``toy_events``: binary events (bursts) on synthetic signals, scored per 2-s segment.
 ``toy_images``: multi-label detection of shapes in small synthetic images.
+``toy_volumes``: per-voxel segmentation of balls in small synthetic volumes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ TOY_IMAGES = register_task(
         metrics=(Metric("macro_auroc"), Metric("loss", "min")),
         monitor="macro_auroc",
         description="SYNTHETIC: which of three shapes appear in a 32x32 image",
+        synthetic=True,
+    )
+)
+
+TOY_VOLUMES = register_task(
+    Task(
+        name="toy_volumes",
+        input_kind="volume",
+        label_kind="voxel_mask",
+        class_names=("background", "ball"),
+        metrics=(Metric("dice_ball"), Metric("loss", "min")),
+        monitor="dice_ball",
+        description="SYNTHETIC: segment bright balls in a noisy 3-D volume",
         synthetic=True,
     )
 )
