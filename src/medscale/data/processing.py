@@ -23,34 +23,61 @@ class WindowProcessor:
     missing group under ``missing_group="zeros"``) come out as zeros.
     """
 
-    def __init__(self, index: WindowIndex, config: ProcessingConfig) -> None:
+    def __init__(
+        self,
+        index: WindowIndex | None,
+        config: ProcessingConfig,
+        *,
+        sfreq_hz: float | None = None,
+        samples_per_epoch: int | None = None,
+    ) -> None:
+        """``index`` gives the rate and the stored statistics (`scale`). Prediction from a
+        file has no index: it passes ``sfreq_hz`` and ``samples_per_epoch`` and calls
+        `scale_codes` with the statistics it computed itself."""
         self.index = index
         self.config = config
+        self.sfreq_hz = float(index.sfreq_hz if index is not None else sfreq_hz)  # type: ignore[arg-type]
+        self.samples_per_epoch = int(
+            index.samples_per_epoch if index is not None else samples_per_epoch  # type: ignore[arg-type]
+        )
         self._sos = None
         if config.bandpass_hz is not None:
             low, high = config.bandpass_hz
-            nyquist = index.sfreq_hz / 2
+            nyquist = self.sfreq_hz / 2
             if high >= nyquist:
                 raise SpecError(
                     f"bandpass_hz upper edge {high} Hz must be below the Nyquist frequency "
-                    f"{nyquist} Hz of the stored {index.sfreq_hz} Hz signals"
+                    f"{nyquist} Hz of the stored {self.sfreq_hz} Hz signals"
                 )
             self._sos = sps.butter(
                 config.bandpass_order,
                 [low, high],
                 btype="bandpass",
-                fs=index.sfreq_hz,
+                fs=self.sfreq_hz,
                 output="sos",
             )
 
     def scale(self, codes: np.ndarray, recording: int, rows: Sequence[int]) -> np.ndarray:
         """float32 (channels, samples) after band-pass, scaling and clipping."""
+        assert self.index is not None, "scale() reads the index's statistics"
         rows_arr = np.asarray(rows, dtype=np.int64)
         valid = rows_arr >= 0
         flat = self.index.channel_offsets[recording] + np.where(valid, rows_arr, 0)
         step = np.where(valid, self.index.channel_scale[flat], 0).astype(np.float32)
         iqr = self.index.channel_iqr[flat]
         median = self.index.channel_median[flat]
+        return self.scale_codes(codes, step, median, iqr, valid)
+
+    def scale_codes(
+        self,
+        codes: np.ndarray,
+        step: np.ndarray,
+        median: np.ndarray,
+        iqr: np.ndarray,
+        valid: np.ndarray,
+    ) -> np.ndarray:
+        """`scale` with the per-row statistics given: float32 ``step``, ``median`` and
+        ``iqr`` (0 already replaced by 1), and ``valid`` False for rows to zero."""
         x = codes.astype(np.float32)
         if self._sos is not None:
             x *= step[:, None]
@@ -90,9 +117,9 @@ class WindowProcessor:
         spec = self.config.spectrogram
         if spec is None:
             return x
-        fs = self.index.sfreq_hz
+        fs = self.sfreq_hz
         win, hop = round(spec.window_s * fs), round(spec.hop_s * fs)
-        per_epoch = self.index.samples_per_epoch
+        per_epoch = self.samples_per_epoch
         if win > per_epoch:
             raise SpecError(f"spectrogram window {spec.window_s} s is longer than an epoch")
         epochs = x.reshape(x.shape[0], window_epochs, per_epoch)
