@@ -10,15 +10,19 @@ import pytest
 import yaml
 
 from medscale.cli.main import main
+from medscale.data.torch_data import EvalNights
 from medscale.errors import CheckpointMismatchError
+from medscale.evaluate.inference import predict_nights
 from medscale.evaluate.run import evaluate_run
 from medscale.ingest import ingest
-from medscale.predict import predict_recording
+from medscale.predict import predict_many, predict_recording
+from medscale.predict.night import read_night
 from medscale.synth import synthesize_nights
 from medscale.train import TrainConfig, train
 from medscale.train.trained import load_trained_model
 
 from ..data.conftest import second_dataset_spec
+from .conftest import store_night
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # trains a (tiny) run first
@@ -105,3 +109,70 @@ def test_recordings_the_model_cannot_score_are_listed_not_dropped(trained_run, t
     assert list(result.not_evaluated) == ["synthetic-b/synth-000"]
     assert "synthetic-b/synth-000" in paths["metrics.json"].read_text()
     assert "not evaluated" in paths["report.html"].read_text()
+
+
+def test_the_fast_path_gives_the_reference_paths_stages(trained_run, shared_data, tmp_path):
+    run, _, nights = trained_run
+    trained = load_trained_model(run)
+    groups = trained.config.data.sampling.channel_groups
+    real = shared_data / "sleepedf_edfio" / "short_psg.edf"
+    for k, path in enumerate([sorted(nights.glob("*-PSG.edf"))[0], real]):
+        night = read_night(path, groups)
+        store, key = store_night(night, tmp_path / f"store{k}")
+        nights_served = EvalNights(store, trained.config.data, recordings=[key])
+        (reference,) = predict_nights(trained.model, nights_served).values()
+        fast = predict_recording(path, run, tmp_path / f"out{k}")
+        np.testing.assert_array_equal(fast.stages, reference.probabilities.argmax(axis=1))
+        np.testing.assert_allclose(fast.probabilities, reference.probabilities, atol=1e-6)
+
+
+def test_a_batch_reports_bad_files_predicts_the_rest_and_resumes(
+    trained_run, shared_data, tmp_path
+):
+    run, _, nights = trained_run
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for edf in sorted(nights.glob("*-PSG.edf"))[:2]:
+        (folder / edf.name).symlink_to(edf)
+    (folder / "broken.edf").write_bytes(b"not an EDF file")
+    # a DREAMS excerpt holds one EEG channel: nothing fills the model's EOG group
+    dreams = sorted((shared_data / "dreams_spindles").glob("excerpt*.txt"))[0]
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "excerpt.txt").symlink_to(dreams)
+    out = tmp_path / "out"
+    report = predict_many([folder, str(single / "*.txt")], run, out, progress=False)
+    rows = {Path(r["source"]).name: r for r in _summary(report.summary)}
+    assert rows["broken.edf"]["status"] == "failed"
+    assert "broken.edf" in rows["broken.edf"]["error"]
+    assert rows["excerpt.txt"]["status"] == "failed" and "eog" in rows["excerpt.txt"]["error"]
+    predicted = [name for name, r in rows.items() if r["status"] == "predicted"]
+    assert len(predicted) == 2 and all(rows[n]["n_epochs"] == "60" for n in predicted)
+    assert sum(int(rows[predicted[0]][s]) for s in ("W", "N1", "N2", "N3", "REM")) == 60
+    first = (out / f"{Path(predicted[0]).stem}.hypnogram.csv").read_bytes()
+
+    again = predict_many([folder], run, out, progress=False)
+    assert [o.status for o in again.outcomes] == ["failed", "skipped", "skipped"]
+    assert (out / f"{Path(predicted[0]).stem}.hypnogram.csv").read_bytes() == first
+    redo = predict_many([folder], run, out, progress=False, resume=False)
+    assert redo.count("predicted") == 2
+
+
+def test_predict_command_takes_a_glob_and_names_clashing_outputs(trained_run, tmp_path, capsys):
+    run, _, nights = trained_run
+    pattern = str(nights / "synth-00[01]-PSG.edf")
+    assert main(["predict", pattern, "--model", str(run), "--out", str(tmp_path), "-q"]) == 0
+    assert "2 predicted, 0 already predicted" in capsys.readouterr().out
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "synth-000-PSG.edf").symlink_to(nights / "synth-000-PSG.edf")
+    args = ["predict", pattern, str(twin), "--model", str(run), "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "would clash" in capsys.readouterr().err
+
+
+def _summary(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -256,6 +256,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from medscale.export import export_onnx
+
+    path = export_onnx(args.run, args.out)
+    print(f"wrote {path} and {path.name}.json (the run's processing)")
+    return 0
+
+
 def _campaign(args: argparse.Namespace) -> Any:
     from medscale.campaign import Campaign
     from medscale.campaign.executors import default_folder, load_spec
@@ -489,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="predict again nights already predicted with this model",
     )
     predict.set_defaults(func=_cmd_predict)
+    export = command(sub, "export", help="a training run's model for deployment (ONNX)")
+    export.add_argument("run", help="the training run folder")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", help="the .onnx file to write (default: RUN/model.onnx)")
+    export.set_defaults(func=_cmd_export)
     campaign = command(sub, "campaign", help="many trials: sweeps, leave-one-out, k-fold, ...")
     campaign_sub = campaign.add_subparsers(dest="action", required=True)
 

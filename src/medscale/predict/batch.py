@@ -70,8 +70,8 @@ class BatchReport:
 
 
 def expand_sources(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders' recordings (sorted, not recursive; hypnogram and sidecar
-    files left out) and glob patterns, in order, without repeats. A pattern or a path that
+    """Files and glob matches as given, and folders' recordings (sorted, not recursive;
+    hypnogram, text and sidecar files left out), in order, without repeats. A pattern or a path that
     matches nothing is an error naming it."""
     out: list[Path] = []
     for item in items:
@@ -82,7 +82,7 @@ def expand_sources(items: Iterable[str | Path]) -> list[Path]:
         elif path.exists():
             found = [path]
         elif glob.has_magic(text):
-            found = [Path(p) for p in sorted(glob.glob(text)) if _is_recording(Path(p))]
+            found = [Path(p) for p in sorted(glob.glob(text)) if Path(p).is_file()]
         else:
             raise SpecError(f"{text}: no such file or folder")
         if not found:

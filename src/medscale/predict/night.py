@@ -19,6 +19,7 @@ from medscale.errors import ChannelError
 from medscale.ingest.convert import encode_channel
 from medscale.io.signals import list_signal_labels, read_signals
 from medscale.predict.channels import select_channels
+from medscale.store.layout import ChannelInfo
 
 
 @dataclass
@@ -27,10 +28,7 @@ class Night:
     from the start, with the statistics ingest would have stored for them."""
 
     codes: np.ndarray  # (n_channels, n_epochs * samples_per_epoch) int16
-    names: list[str]  # canonical name per row of codes
-    step: np.ndarray  # float32 per row: physical units per code
-    median: np.ndarray  # float32 per row
-    iqr: np.ndarray  # float32 per row, 0 replaced by 1 as the window index does
+    infos: list[ChannelInfo]  # per row of codes: what ingest would store (name, statistics)
     n_epochs: int
     sfreq_hz: float
     epoch_length_s: float
@@ -40,7 +38,7 @@ class Night:
 
     def combinations(self) -> list[tuple[int, ...]]:
         """Every choice of one row per group, in the order evaluation soft-votes them."""
-        rows = {name: k for k, name in enumerate(self.names)}
+        rows = {info.name: k for k, info in enumerate(self.infos)}
         per_group = [[rows[name] for name, _ in pairs] for pairs in self.channels.values()]
         return list(itertools.product(*per_group))
 
@@ -71,20 +69,16 @@ def read_night(
     names = list(dict.fromkeys(name for pairs in chosen.values() for name, _ in pairs))
     source_of = {name: label for pairs in chosen.values() for name, label in pairs}
     codes = np.empty((len(names), n_samples), dtype=np.int16)
-    stats = np.empty((3, len(names)), dtype=np.float32)
+    infos: list[ChannelInfo] = []
     warnings = list(recording.warnings)
     for row, name in enumerate(names):
         signal = recording.signal(source_of[name])
         info, warning = encode_channel(name, signal, source_of[name], sfreq_hz, 0, out=codes[row])
-        stats[:, row] = (info.scale, info.median, info.iqr)
+        infos.append(info)
         if warning:
             warnings.append(f"{name}: {warning}")
-    step, median, iqr = stats
-    iqr = np.where(iqr > 0, iqr, np.float32(1.0)).astype(np.float32)
     start = recording.start.time().isoformat() if recording.start else None
-    return Night(
-        codes, names, step, median, iqr, n_epochs, sfreq_hz, epoch_length_s, chosen, start, warnings
-    )
+    return Night(codes, infos, n_epochs, sfreq_hz, epoch_length_s, chosen, start, warnings)
 
 
 @dataclass(frozen=True)
@@ -106,8 +100,13 @@ def night_inputs(night: Night, data: DataConfig) -> Iterator[NightInput]:
     processor = WindowProcessor(
         None, data.processing, sfreq_hz=night.sfreq_hz, samples_per_epoch=spe
     )
-    valid = np.ones(len(night.names), dtype=bool)
-    scaled = processor.scale_codes(night.codes, night.step, night.median, night.iqr, valid)
+    # float32 statistics, IQR 0 -> 1: what the window index makes of the stored ones
+    step = np.array([c.scale for c in night.infos], dtype=np.float32)
+    median = np.array([c.median for c in night.infos], dtype=np.float32)
+    iqr = np.array([c.iqr for c in night.infos], dtype=np.float32)
+    iqr = np.where(iqr > 0, iqr, np.float32(1.0))
+    valid = np.ones(len(night.infos), dtype=bool)
+    scaled = processor.scale_codes(night.codes, step, median, iqr, valid)
     chunk_epochs = data.eval_chunk_epochs
     for c, combo in enumerate(night.combinations()):
         x = scaled[list(combo)]
