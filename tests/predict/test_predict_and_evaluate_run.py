@@ -14,43 +14,14 @@ from medscale.data.torch_data import EvalNights
 from medscale.errors import CheckpointMismatchError
 from medscale.evaluate.inference import predict_nights
 from medscale.evaluate.run import evaluate_run
-from medscale.ingest import ingest
 from medscale.predict import predict_many, predict_recording
 from medscale.predict.night import read_night
-from medscale.synth import synthesize_nights
-from medscale.train import TrainConfig, train
 from medscale.train.trained import load_trained_model
 
-from ..data.conftest import second_dataset_spec
 from .conftest import store_night
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # trains a (tiny) run first
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("predict-run")
-    synthesize_nights(root / "nights", 4, seed=12, duration_h=0.5, progress=False)
-    ingest("synthetic", root / "nights", root / "store", progress=False)
-    # One more night stored without its EOG: the EEG+EOG model cannot score it.
-    synthesize_nights(root / "no-eog", 1, seed=13, duration_h=0.5, progress=False)
-    ingest(second_dataset_spec(), root / "no-eog", root / "store", progress=False)
-    config = TrainConfig.from_dict(
-        {
-            "model": "usleep-small",
-            "model_kwargs": {"depth": 3, "init_filters": 4},
-            "data": {"sampling": {"window_epochs": 2, "samples_per_epoch": 8}},
-            "batch_size": 2,
-            "max_steps": 4,
-            "val_every": 2,
-            "checkpoint_every": 2,
-            "log_every": 1,
-            "split": {"val_fraction": 0.25, "test_fraction": 0.25},
-        }
-    )
-    train(config, root / "store", root / "run", progress=False)
-    return root / "run", root / "store", root / "nights"
 
 
 def test_predict_writes_every_output_for_a_file(trained_run, tmp_path):

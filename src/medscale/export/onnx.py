@@ -28,6 +28,8 @@ from medscale.predict.model import file_sha256, softmax_over_classes
 EXPORT_FORMAT = "medscale-onnx"
 EXPORT_FORMAT_VERSION = 1
 OPSET = 18
+# what `medscale.predict.night.read_night` serves
+PREDICT_SFREQ_HZ, PREDICT_EPOCH_S = 128, 30
 
 
 def sidecar_path(onnx_path: Path) -> Path:
@@ -37,17 +39,40 @@ def sidecar_path(onnx_path: Path) -> Path:
 def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the best checkpoint of ``run_dir`` as ``out`` (default ``RUN/model.onnx``) and
     its sidecar ``out.json``; return the ONNX path."""
-    import torch
-
     from medscale.train.trained import load_trained_model
 
     run_dir = Path(run_dir)
     trained = load_trained_model(run_dir)
     data = trained.config.data
     out = Path(out) if out is not None else run_dir / "model.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model = trained.model.eval()
     in_channels = len(data.sampling.channel_groups)
+    epoch_samples = export_graph(trained.model, in_channels, data, out)
+    record = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "medscale_version": __version__,
+        "onnx_sha256": file_sha256(out),
+        "opset": OPSET,
+        "model": trained.config.model,
+        "model_kwargs": trained.config.model_kwargs,
+        "run": run_dir.name,
+        "checkpoint_step": trained.step,
+        "in_channels": in_channels,
+        "epoch_samples": epoch_samples,
+        "data": data.to_dict(),
+    }
+    _write_json(sidecar_path(out), record)
+    return out
+
+
+def export_graph(model: Any, in_channels: int, data: DataConfig, out: Path) -> int | None:
+    """``model`` (eval mode) as an ONNX graph at ``out``, input ``x`` with a dynamic batch and
+    a dynamic number of epochs, output ``logits``. Returns the samples per epoch a signal
+    model takes (None for a spectrogram model)."""
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
     epochs = torch.export.Dim("epochs", min=1, max=100_000)
     batch = torch.export.Dim("batch", min=1, max=4096)
     if getattr(model, "input_kind", "signal") == "signal":
@@ -56,9 +81,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
         dynamic = {0: batch, 2: epoch_samples * epochs}
     else:  # a spectrogram model: (batch, channels, epochs, freqs, frames)
         epoch_samples = None
-        spe = 128 * 30
-        spec = data.processing.spectrogram
-        win, hop = round(spec.window_s * 128), round(spec.hop_s * 128)  # type: ignore[union-attr]
+        spec, spe = data.processing.spectrogram, PREDICT_SFREQ_HZ * PREDICT_EPOCH_S
+        win, hop = round(spec.window_s * PREDICT_SFREQ_HZ), round(spec.hop_s * PREDICT_SFREQ_HZ)  # type: ignore[union-attr]
         example = torch.zeros(2, in_channels, 2, win // 2 + 1, (spe - win) // hop + 1)
         dynamic = {0: batch, 2: epochs}
     partial = out.with_name(out.name + ".partial")
@@ -80,22 +104,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     )
     program.save(str(partial))
     os.replace(partial, out)
-    record = {
-        "format": EXPORT_FORMAT,
-        "format_version": EXPORT_FORMAT_VERSION,
-        "medscale_version": __version__,
-        "onnx_sha256": file_sha256(out),
-        "opset": OPSET,
-        "model": trained.config.model,
-        "model_kwargs": trained.config.model_kwargs,
-        "run": run_dir.name,
-        "checkpoint_step": trained.step,
-        "in_channels": in_channels,
-        "epoch_samples": epoch_samples,
-        "data": data.to_dict(),
-    }
-    _write_json(sidecar_path(out), record)
-    return out
+    return epoch_samples
 
 
 class _quiet_logger:

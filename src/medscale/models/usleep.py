@@ -169,9 +169,10 @@ class USleep(nn.Module):
             )
         skips = []
         for block in self.encoder:
+            # Pad the start of an odd length so that pooling loses nothing. Unconditional, so
+            # an ONNX export with a dynamic length keeps the rule instead of one trace's branch.
             x = block(x)
-            if x.shape[-1] % 2:  # pad the start so that pooling loses nothing
-                x = F.pad(x, (1, 0))
+            x = F.pad(x, (x.shape[-1] % 2, 0))
             skips.append(x)
             x = F.max_pool1d(x, 2)
         x = self.bottom(x)
