@@ -85,7 +85,7 @@ def test_files_are_opened_once_per_recording_not_per_sample(serving_store):
     dataset = TrainWindows(serving_store, CONFIG)
     for i in range(N_SAMPLES):
         dataset[i]
-    assert 1 <= dataset.reader.opened <= int(dataset.index.eligible.sum())
+    assert 1 <= dataset.sampler.reader.opened <= int(dataset.index.eligible.sum())
 
 
 def test_robust_scaling_matches_the_stored_statistics(serving_store):
@@ -94,8 +94,8 @@ def test_robust_scaling_matches_the_stored_statistics(serving_store):
     sample = dataset.load(0, 5)
     store = Store(serving_store)
     info = store.recordings()[sample["recording"]]
-    spe = dataset.index.samples_per_epoch
-    start = sample["start_epoch"] * spe
+    spe = dataset.index.samples_per_segment
+    start = sample["start_segment"] * spe
     draw_rows = [
         r
         for r in range(len(info.channels))
@@ -111,9 +111,9 @@ def test_robust_scaling_matches_the_stored_statistics(serving_store):
     ]
     assert draw_rows and info.channels[draw_rows[0]].type == "EEG"
     assert sample["x"].dtype == np.float32
-    hyp = store.read_hypnogram(info)
+    hyp = store.read_segment_labels(info)
     np.testing.assert_array_equal(
-        sample["y"], hyp[sample["start_epoch"] : sample["start_epoch"] + 10]
+        sample["y"], hyp[sample["start_segment"] : sample["start_segment"] + 10]
     )
 
 
@@ -140,7 +140,7 @@ def test_eval_covers_every_night_epoch_and_channel_combination(serving_store):
     index = nights.index
     seen: dict[tuple[str, int], list[int]] = {}
     for chunk in nights:
-        assert chunk["x"].shape[1] == len(chunk["y"]) * index.samples_per_epoch
+        assert chunk["x"].shape[1] == len(chunk["y"]) * index.samples_per_segment
         assert chunk["x"].dtype == torch.float32
         seen.setdefault((chunk["recording"], chunk["combination"]), []).append(len(chunk["y"]))
         if chunk["recording"].startswith("synthetic-b/"):
@@ -151,7 +151,7 @@ def test_eval_covers_every_night_epoch_and_channel_combination(serving_store):
         assert len(combos) == (6 if index.has_groups[r] else 3)  # 3 EEG x 2 EOG
         for c in range(len(combos)):
             lengths = seen[(index.key(r), c)]
-            assert sum(lengths) == index.n_epochs[r]
+            assert sum(lengths) == index.n_segments[r]
             assert all(n == 16 for n in lengths[:-1])
 
 
@@ -174,5 +174,5 @@ def test_zarr_fallback_serves_the_same_windows(serving_store, monkeypatch):
     for i, x in enumerate(expected):
         np.testing.assert_array_equal(slow.load(0, i)["x"], x)
     assert not any(
-        isinstance(r, reader_module.LocalArrayReader) for r in slow.reader._open.values()
+        isinstance(r, reader_module.LocalArrayReader) for r in slow.sampler.reader._open.values()
     )

@@ -12,31 +12,34 @@ import pytest
 from medscale.ingest import ingest
 from medscale.io.stages import UNKNOWN
 from medscale.predict.night import Night
-from medscale.store.store import RecordingArrays, Store
+from medscale.store.store import Record, Store
 from medscale.synth import synthesize_nights
+from medscale.tasks import SLEEP_STAGING
 
 from ..data.conftest import second_dataset_spec
 
 
 def store_night(night: Night, root: Path) -> tuple[Store, str]:
     """``night`` as one recording of a new store at ``root``; returns the store and its key."""
-    store = Store.create(root)
-    arrays = RecordingArrays(
+    store = Store.create(root, task=SLEEP_STAGING)
+    record = Record(
         dataset="predict",
         recording_id="night",
         subject="night",
         session="",
         sfreq_hz=night.sfreq_hz,
-        epoch_length_s=night.epoch_length_s,
-        signals=night.codes,
-        hypnogram=np.full(night.n_epochs, UNKNOWN, dtype=np.int8),
+        segment_s=night.epoch_length_s,
+        arrays={
+            "signals": night.codes,
+            "segment_labels": np.full(night.n_epochs, UNKNOWN, dtype=np.int8),
+        },
         channels=night.infos,
         source_hash="",
         config_hash="",
         synthetic=False,
         metadata={},
     )
-    return store, store.write_recording(arrays).key
+    return store, store.write_record(record).key
 
 
 @pytest.fixture(scope="session")

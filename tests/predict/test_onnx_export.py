@@ -86,27 +86,3 @@ def test_an_export_of_another_version_or_without_its_sidecar_is_refused(exported
     with pytest.raises(SpecError, match="cannot load it"):
         load_staging_model(copy)
 
-
-def test_a_deep_unet_exports_for_every_night_length(tmp_path):
-    """3840 samples halve evenly 8 times: a deeper U-Sleep pads odd levels, and which levels
-    are odd depends on the number of epochs. The graph must follow that rule, not the
-    example's branch."""
-    import torch
-
-    from medscale.data.config import DataConfig
-    from medscale.export.onnx import export_graph
-    from medscale.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("usleep", in_channels=2, depth=10, init_filters=1).eval()
-    out = tmp_path / "deep.onnx"
-    export_graph(model, 2, DataConfig(), out)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    for n_epochs in (1, 3, 4, 7):  # odd at different levels
-        x = torch.randn(1, 2, n_epochs * 3840)
-        (ours,) = session.run(["logits"], {"x": x.numpy()})
-        with torch.inference_mode():
-            theirs = model(x).numpy()
-        np.testing.assert_allclose(ours, theirs, atol=MAX_ABS_DIFFERENCE)

@@ -80,6 +80,13 @@ def _cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store_migrate(args: argparse.Namespace) -> int:
+    from medscale.store.migrate import migrate_store
+
+    print(migrate_store(args.store).to_text())
+    return 0
+
+
 def _cmd_privacy_audit(args: argparse.Namespace) -> int:
     from medscale.privacy.audit import audit_store, identifiers_from_sources
     from medscale.store.store import Store
@@ -406,11 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--ray-address", help="ray: cluster address (default: a local Ray)")
     ingest.set_defaults(func=_cmd_ingest)
 
-    store = command(sub, "store", help="inspect a store")
+    store = command(sub, "store", help="inspect or migrate a store")
     store_sub = store.add_subparsers(dest="action", required=True)
-    info = command(store_sub, "info", help="datasets, recordings, hours, stages, size")
+    info = command(store_sub, "info", help="datasets, recordings, hours, classes, size")
     info.add_argument("store")
     info.set_defaults(func=_cmd_store_info)
+    migrate = command(store_sub, "migrate", help="bring an older store to the current layout")
+    migrate.add_argument("store")
+    migrate.set_defaults(func=_cmd_store_migrate)
 
     privacy = command(sub, "privacy", help="privacy checks")
     privacy_sub = privacy.add_subparsers(dest="action", required=True)

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import signal as sps
 
 from medscale.data.config import ProcessingConfig
-from medscale.data.index import WindowIndex
+from medscale.data.index import RecordIndex, WindowIndex
 from medscale.errors import SpecError
 
 
@@ -25,23 +25,28 @@ class WindowProcessor:
 
     def __init__(
         self,
-        index: WindowIndex | None,
+        index: WindowIndex | RecordIndex | None,
         config: ProcessingConfig,
         *,
         sfreq_hz: float | None = None,
-        samples_per_epoch: int | None = None,
+        samples_per_segment: int | None = None,
     ) -> None:
         """``index`` gives the rate and the stored statistics (`scale`). Prediction from a
-        file has no index: it passes ``sfreq_hz`` and ``samples_per_epoch`` and calls
+        file has no index: it passes ``sfreq_hz`` and ``samples_per_segment`` and calls
         `scale_codes` with the statistics it computed itself."""
         self.index = index
         self.config = config
-        self.sfreq_hz = float(index.sfreq_hz if index is not None else sfreq_hz)  # type: ignore[arg-type]
-        self.samples_per_epoch = int(
-            index.samples_per_epoch if index is not None else samples_per_epoch  # type: ignore[arg-type]
+        self.sfreq_hz = sfreq_hz if index is None else getattr(index, "sfreq_hz", None)
+        self.samples_per_segment = (
+            samples_per_segment if index is None else getattr(index, "samples_per_segment", None)
         )
         self._sos = None
         if config.bandpass_hz is not None:
+            if index is not None and not isinstance(index, WindowIndex):
+                raise SpecError(
+                    f"processing.bandpass_hz filters signals; task {index.task.name!r} stores "
+                    f"{index.task.input_kind}s: leave it unset"
+                )
             low, high = config.bandpass_hz
             nyquist = self.sfreq_hz / 2
             if high >= nyquist:
@@ -112,18 +117,19 @@ class WindowProcessor:
             x[:, start : start + length] = 0.0
         return x
 
-    def spectrogram(self, x: np.ndarray, window_epochs: int) -> np.ndarray:
-        """Log power (channels, epochs, freqs, frames) of Hann-windowed frames per 30-s epoch."""
+    def spectrogram(self, x: np.ndarray, n_segments: int) -> np.ndarray:
+        """Log power (channels, segments, freqs, frames) of Hann-windowed frames per segment
+        (sleep: per 30-s epoch)."""
         spec = self.config.spectrogram
         if spec is None:
             return x
         fs = self.sfreq_hz
         win, hop = round(spec.window_s * fs), round(spec.hop_s * fs)
-        per_epoch = self.samples_per_epoch
-        if win > per_epoch:
-            raise SpecError(f"spectrogram window {spec.window_s} s is longer than an epoch")
-        epochs = x.reshape(x.shape[0], window_epochs, per_epoch)
-        frames = np.lib.stride_tricks.sliding_window_view(epochs, win, axis=-1)[..., ::hop, :]
+        per_segment = self.samples_per_segment
+        if win > per_segment:
+            raise SpecError(f"spectrogram window {spec.window_s} s is longer than a segment")
+        segments = x.reshape(x.shape[0], n_segments, per_segment)
+        frames = np.lib.stride_tricks.sliding_window_view(segments, win, axis=-1)[..., ::hop, :]
         power = np.abs(np.fft.rfft(frames * np.hanning(win).astype(np.float32), axis=-1)) ** 2
         out = np.log(power + spec.log_eps).astype(np.float32)
-        return np.ascontiguousarray(np.swapaxes(out, -1, -2))  # (C, epochs, freqs, frames)
+        return np.ascontiguousarray(np.swapaxes(out, -1, -2))  # (C, segments, freqs, frames)

@@ -22,25 +22,21 @@ from medscale.data.config import DataConfig
 from medscale.data.evaluation import eval_recordings, iter_eval_nights
 from medscale.data.index import WindowIndex
 from medscale.data.processing import WindowProcessor
-from medscale.data.reader import SignalReader
-from medscale.data.sampling import draw_window
+from medscale.data.reader import ArrayReader
+from medscale.data.samplers import make_sampler
 from medscale.errors import SpecError
 from medscale.store.store import Store
 
 
-def _index_for(
-    store: Store | str, config: DataConfig, recordings: Iterable[str] | None
-) -> WindowIndex:
-    return WindowIndex.from_store(store, config.sampling, recordings)
-
-
 class TrainWindows(Dataset):
-    """Random training windows, U-Sleep style (see `medscale.data.sampling`).
+    """Training samples of the store's task (see `medscale.data.samplers`), U-Sleep style for
+    signals.
 
-    ``dataset[i]`` or ``dataset[(epoch, i)]`` returns a dict: ``x`` float32 (channels,
-    samples) (or (channels, epochs, freqs, frames) with a spectrogram), ``y`` int64
-    (window_epochs,) with UNKNOWN = -1, and ``recording``, ``start_epoch``, ``epoch``,
-    ``sample`` as int64 scalars. Reading opens files lazily in each worker and keeps them open.
+    ``dataset[i]`` or ``dataset[(epoch, i)]`` returns the sampler's dict with ``x`` and ``y``
+    as tensors and its integer facts (``recording``, ``epoch``, ``sample``, ...) as int64
+    scalars. For sleep: ``x`` float32 (channels, samples) (or (channels, segments, freqs,
+    frames) with a spectrogram), ``y`` int64 (window_epochs,) with UNKNOWN = -1. Reading opens
+    files lazily in each worker and keeps them open.
     """
 
     def __init__(
@@ -49,20 +45,11 @@ class TrainWindows(Dataset):
         config: DataConfig | None = None,
         *,
         recordings: Iterable[str] | None = None,
-        index: WindowIndex | None = None,
         augment: bool = True,
     ) -> None:
         self.config = config or DataConfig()
-        store_obj = store if isinstance(store, Store) else Store(store, read_only=True)
-        self.index = index or _index_for(store_obj, self.config, recordings)
-        self.reader = SignalReader(
-            store_obj.location,
-            self.index,
-            max_open=self.config.max_open_recordings,
-            cache_bytes=self.config.cache_bytes,
-        )
-        self.processor = WindowProcessor(self.index, self.config.processing)
-        self.augment = augment
+        self.sampler = make_sampler(store, self.config, recordings=recordings, augment=augment)
+        self.index = self.sampler.index
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -74,40 +61,18 @@ class TrainWindows(Dataset):
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
         """Sample ``sample`` of ``epoch`` as numpy arrays."""
-        draw, rng = draw_window(self.index, self.config.seed, epoch, sample)
-        L = self.config.sampling.window_epochs
-        spe = self.index.samples_per_epoch
-        start, stop = draw.start_epoch * spe, (draw.start_epoch + L) * spe
-        valid = [r for r in draw.rows if r >= 0]
-        codes = self.reader.read(draw.recording, valid, start, stop)
-        if len(valid) != len(draw.rows):
-            full = np.zeros((len(draw.rows), stop - start), dtype=codes.dtype)
-            full[[k for k, r in enumerate(draw.rows) if r >= 0]] = codes
-            codes = full
-        x = self.processor.scale(codes, draw.recording, draw.rows)
-        if self.augment:
-            x = self.processor.augment(x, rng)
-        if self.config.processing.spectrogram is not None:
-            x = self.processor.spectrogram(x, L)
-        hyp = self.index.hypnogram(draw.recording)
-        return {
-            "x": x,
-            "y": hyp[draw.start_epoch : draw.start_epoch + L].astype(np.int64),
-            "recording": draw.recording,
-            "start_epoch": draw.start_epoch,
-            "epoch": epoch,
-            "sample": sample,
-        }
+        return self.sampler.load(epoch, sample)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, sample = (self.epoch, key) if isinstance(key, int | np.integer) else key
         if not 0 <= sample < len(self):
             raise IndexError(f"sample {sample} is outside 0..{len(self) - 1}")
         out = self.load(int(epoch), int(sample))
-        out["x"] = torch.from_numpy(out["x"])
-        out["y"] = torch.from_numpy(out["y"])
-        for name in ("recording", "start_epoch", "epoch", "sample"):
-            out[name] = torch.tensor(out[name], dtype=torch.int64)
+        for name, value in out.items():
+            if isinstance(value, np.ndarray):
+                out[name] = torch.from_numpy(value)
+            else:
+                out[name] = torch.tensor(value, dtype=torch.int64)
         return out
 
 
@@ -180,7 +145,7 @@ class EvalNights(IterableDataset):
             sampling = sampling.model_copy(update={"short_recordings": "skip"})
             index = WindowIndex.from_store(store_obj, sampling, recordings, for_training=False)
         self.index = index
-        self.reader = SignalReader(
+        self.reader = ArrayReader(
             store_obj.location, self.index, max_open=self.config.max_open_recordings
         )
         self.processor = WindowProcessor(self.index, self.config.processing)

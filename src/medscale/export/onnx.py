@@ -75,16 +75,22 @@ def export_graph(model: Any, in_channels: int, data: DataConfig, out: Path) -> i
     model = model.eval()
     epochs = torch.export.Dim("epochs", min=1, max=100_000)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    if getattr(model, "input_kind", "signal") == "signal":
-        epoch_samples = int(model.epoch_samples)
+    spec = model.data_spec
+    if spec.input_kind == "signals":
+        epoch_samples = int(spec.segment_samples)
         example = torch.zeros(2, in_channels, 2 * epoch_samples)
         dynamic = {0: batch, 2: epoch_samples * epochs}
-    else:  # a spectrogram model: (batch, channels, epochs, freqs, frames)
+    elif spec.input_kind == "spectrogram":  # (batch, channels, epochs, freqs, frames)
         epoch_samples = None
-        spec, spe = data.processing.spectrogram, PREDICT_SFREQ_HZ * PREDICT_EPOCH_S
-        win, hop = round(spec.window_s * PREDICT_SFREQ_HZ), round(spec.hop_s * PREDICT_SFREQ_HZ)  # type: ignore[union-attr]
+        stft, spe = data.processing.spectrogram, PREDICT_SFREQ_HZ * PREDICT_EPOCH_S
+        win = round(stft.window_s * PREDICT_SFREQ_HZ)  # type: ignore[union-attr]
+        hop = round(stft.hop_s * PREDICT_SFREQ_HZ)  # type: ignore[union-attr]
         example = torch.zeros(2, in_channels, 2, win // 2 + 1, (spe - win) // hop + 1)
         dynamic = {0: batch, 2: epochs}
+    else:
+        raise SpecError(
+            f"ONNX export serves sleep staging models; this one takes {spec.input_kind}"
+        )
     partial = out.with_name(out.name + ".partial")
     with warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")  # the exporter's own deprecation notices

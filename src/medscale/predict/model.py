@@ -89,5 +89,5 @@ def load_staging_model(path: str | Path, *, threads: int | None = None) -> Stagi
         data=trained.config.data,
         identity=file_sha256(trained.checkpoint),
         in_channels=len(trained.config.data.sampling.channel_groups),
-        epoch_samples=getattr(trained.model, "epoch_samples", None),
+        epoch_samples=trained.model.data_spec.segment_samples,
     )

@@ -98,7 +98,7 @@ def night_inputs(night: Night, data: DataConfig) -> Iterator[NightInput]:
     per row, so this equals scaling each combination)."""
     spe = round(night.sfreq_hz * night.epoch_length_s)
     processor = WindowProcessor(
-        None, data.processing, sfreq_hz=night.sfreq_hz, samples_per_epoch=spe
+        None, data.processing, sfreq_hz=night.sfreq_hz, samples_per_segment=spe
     )
     # float32 statistics, IQR 0 -> 1: what the window index makes of the stored ones
     step = np.array([c.scale for c in night.infos], dtype=np.float32)
