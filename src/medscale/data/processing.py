@@ -90,10 +90,8 @@ class WindowProcessor:
             gain, offset = (1.0 / iqr, np.zeros_like(iqr))  # DC is gone: no median
             if self.config.scaling != "robust":
                 gain = np.ones_like(iqr)
-        elif self.config.scaling == "robust":
-            gain, offset = step / iqr, median / iqr
         else:
-            gain, offset = step, np.zeros_like(step)
+            gain, offset = self._gain_offset(step, median, iqr)
         # In place, one pass each: fresh megabyte temporaries cost more than the arithmetic.
         x *= gain.astype(np.float32)[:, None]
         x -= offset.astype(np.float32)[:, None]
@@ -101,6 +99,25 @@ class WindowProcessor:
         if self.config.clip is not None:
             np.clip(x, -self.config.clip, self.config.clip, out=x)
         return x
+
+    def gain_offset(self, recording: int, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """float32 per-row ``gain`` and ``offset`` with ``scale``'s output (no band-pass)
+        ``clip(codes * gain - offset)`` (a missing row is zeroed by the caller)."""
+        assert self.index is not None and self._sos is None
+        rows_arr = np.asarray(rows, dtype=np.int64)
+        valid = rows_arr >= 0
+        flat = self.index.channel_offsets[recording] + np.where(valid, rows_arr, 0)
+        step = np.where(valid, self.index.channel_scale[flat], 0).astype(np.float32)
+        iqr, median = self.index.channel_iqr[flat], self.index.channel_median[flat]
+        gain, offset = self._gain_offset(step, median, iqr)
+        return gain.astype(np.float32), offset.astype(np.float32)
+
+    def _gain_offset(
+        self, step: np.ndarray, median: np.ndarray, iqr: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.config.scaling == "robust":
+            return step / iqr, median / iqr
+        return step, np.zeros_like(step)
 
     def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Channel dropout and regional erase, in place, drawn from the sample's stream."""
