@@ -467,6 +467,7 @@ class Trainer:
             config.log,
             keep_until_step=self.resumed_step if self.resume_from else None,
             enabled=self.main_rank,
+            config=config.to_dict(),
         )
         self.last_validation: dict[str, Any] | None = None
         self.train_seconds, self.timed_steps = 0.0, 0
