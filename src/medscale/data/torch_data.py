@@ -52,15 +52,11 @@ class TrainWindows(Dataset):
         self.sampler = make_sampler(store, self.config, recordings=recordings, augment=augment)
         self.index = self.sampler.index
         self.epoch = 0
-        processing = self.config.processing
-        if serve_codes and (processing.bandpass_hz is not None or processing.spectrogram):
+        if serve_codes and not can_serve_codes(self.config, self.index.task.input_kind):
             raise SpecError(
-                "serve_codes leaves scaling to the device, which has no band-pass or STFT: "
-                "leave processing.bandpass_hz and processing.spectrogram unset, or serve float32"
-            )
-        if serve_codes and not hasattr(self.sampler, "load_codes"):
-            raise SpecError(
-                f"serve_codes needs a signal task; this store's is {self.index.task.name!r}"
+                "serve_codes leaves scaling to the device, which has no band-pass or STFT and "
+                f"serves signals only: task {self.index.task.name!r}, processing "
+                f"{self.config.processing.model_dump()}; serve float32 instead"
             )
         self.serve_codes = serve_codes
 
@@ -183,6 +179,17 @@ class EvalNights(IterableDataset):
                 "channels": chunk.channels,
                 "start_epoch": chunk.start_epoch,
             }
+
+
+def can_serve_codes(config: DataConfig, input_kind: str) -> bool:
+    """Whether ``serve_codes`` works for this processing and task: signals, scaled and
+    clipped only (a band-pass or an STFT needs the float32 signal in the worker)."""
+    processing = config.processing
+    return (
+        input_kind == "signals"
+        and processing.bandpass_hz is None
+        and processing.spectrogram is None
+    )
 
 
 def scale_on_device(batch: dict[str, Any], device: Any, clip: float | None) -> torch.Tensor:

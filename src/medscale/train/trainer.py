@@ -509,7 +509,7 @@ class Trainer:
     def _setup_data(self) -> None:
         import torch
 
-        from medscale.data.torch_data import EvalNights, create_train_loader
+        from medscale.data.torch_data import EvalNights, can_serve_codes, create_train_loader
 
         config = self.config
         self.loader = create_train_loader(
@@ -524,6 +524,9 @@ class Trainer:
             recordings=self.train_recordings,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
+            # int16 codes to the GPU, scaled there: half the bytes through the workers
+            serve_codes=self.device.type == "cuda"
+            and can_serve_codes(config.data, self.task.input_kind),
             # Worker seeds come from this generator, not from torch's global stream, so that
             # creating an iterator (at a resume point or an epoch start) never shifts dropout.
             generator=torch.Generator().manual_seed(config.seed),
@@ -597,8 +600,13 @@ class Trainer:
         """One optimiser update on ``batch``; advances `position`."""
         import torch
 
+        from medscale.data.torch_data import scale_on_device
+
         config, device = self.config, self.device
-        x = batch["x"].to(device, non_blocking=True)
+        if "codes" in batch:  # bit-identical to the float32 windows
+            x = scale_on_device(batch, device, config.data.processing.clip)
+        else:
+            x = batch["x"].to(device, non_blocking=True)
         y = batch["y"].to(device, non_blocking=True)
         with self.autocast():
             logits = self.ddp_model(x)
