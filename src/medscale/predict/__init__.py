@@ -113,13 +113,21 @@ def predict_recording(
     night = read_night(
         path, staging.data.sampling.channel_groups, overrides=channels, reader=reader
     )
-    check_night_fits(night, staging, str(path))
-    probabilities = predict_night(night, staging)
+    probabilities, files = stage_and_write(path, night, staging, out_dir)
+    return PredictionResult(probabilities, night.channels, files, night.warnings)
+
+
+def stage_and_write(
+    path: Path, night: Night, model: StagingModel, out_dir: str | Path
+) -> tuple[np.ndarray, PredictionFiles]:
+    """Check that ``night`` fits ``model``, predict it and write its outputs as ``path``'s."""
+    check_night_fits(night, model, str(path))
+    probabilities = predict_night(night, model)
     files = write_prediction(
         out_dir,
         probabilities,
         name=path.stem,
         start_time_of_day=night.start_time_of_day,
-        title=f"{path.name}: {staging.name}",
+        title=f"{path.name}: {model.name}",
     )
-    return PredictionResult(probabilities, night.channels, files, night.warnings)
+    return probabilities, files

@@ -138,9 +138,8 @@ def predict_many(
     report. ``resume`` skips nights already predicted with the same weights."""
     from tqdm.auto import tqdm
 
-    from medscale.predict import check_night_fits, predict_night
+    from medscale.predict import stage_and_write
     from medscale.predict.night import read_night
-    from medscale.predict.outputs import write_prediction
 
     paths = expand_sources(sources)
     by_stem: dict[str, list[Path]] = {}
@@ -191,15 +190,7 @@ def predict_many(
             outcome = NightOutcome(path, "failed")
             try:
                 night = current.result()  # type: ignore[union-attr]
-                check_night_fits(night, staging, str(path))
-                probabilities = predict_night(night, staging)
-                files = write_prediction(
-                    out,
-                    probabilities,
-                    name=path.stem,
-                    start_time_of_day=night.start_time_of_day,
-                    title=f"{path.name}: {staging.name}",
-                )
+                probabilities, files = stage_and_write(path, night, staging, out)
                 outcome.status, outcome.n_epochs = "predicted", len(probabilities)
                 outcome.hypnogram = files.csv
                 outcome.warnings = night.warnings
