@@ -85,4 +85,3 @@ def test_an_export_of_another_version_or_without_its_sidecar_is_refused(exported
     Path(f"{copy}.json").write_text(json.dumps(record | {"onnx_sha256": file_sha256(copy)}))
     with pytest.raises(SpecError, match="cannot load it"):
         load_staging_model(copy)
-

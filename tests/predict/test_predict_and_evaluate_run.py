@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import edfio
 import numpy as np
 import pytest
 import yaml
@@ -97,26 +98,24 @@ def test_the_fast_path_gives_the_reference_paths_stages(trained_run, shared_data
         np.testing.assert_allclose(fast.probabilities, reference.probabilities, atol=1e-6)
 
 
-def test_a_batch_reports_bad_files_predicts_the_rest_and_resumes(
-    trained_run, shared_data, tmp_path
-):
+def test_a_batch_reports_bad_files_predicts_the_rest_and_resumes(trained_run, tmp_path):
     run, _, nights = trained_run
     folder = tmp_path / "in"
     folder.mkdir()
     for edf in sorted(nights.glob("*-PSG.edf"))[:2]:
         (folder / edf.name).symlink_to(edf)
     (folder / "broken.edf").write_bytes(b"not an EDF file")
-    # a DREAMS excerpt holds one EEG channel: nothing fills the model's EOG group
-    dreams = sorted((shared_data / "dreams_spindles").glob("excerpt*.txt"))[0]
+    # one EEG channel only: nothing fills the model's EOG group
     single = tmp_path / "single"
     single.mkdir()
-    (single / "excerpt.txt").symlink_to(dreams)
+    eeg_only = edfio.Edf([edfio.EdfSignal(np.zeros(256 * 60), 256, label="EEG C3-M2")])
+    eeg_only.write(single / "eeg-only.edf")
     out = tmp_path / "out"
-    report = predict_many([folder, str(single / "*.txt")], run, out, progress=False)
+    report = predict_many([folder, str(single / "*.edf")], run, out, progress=False)
     rows = {Path(r["source"]).name: r for r in _summary(report.summary)}
     assert rows["broken.edf"]["status"] == "failed"
     assert "broken.edf" in rows["broken.edf"]["error"]
-    assert rows["excerpt.txt"]["status"] == "failed" and "eog" in rows["excerpt.txt"]["error"]
+    assert rows["eeg-only.edf"]["status"] == "failed" and "'eog'" in rows["eeg-only.edf"]["error"]
     predicted = [name for name, r in rows.items() if r["status"] == "predicted"]
     assert len(predicted) == 2 and all(rows[n]["n_epochs"] == "60" for n in predicted)
     assert sum(int(rows[predicted[0]][s]) for s in ("W", "N1", "N2", "N3", "REM")) == 60

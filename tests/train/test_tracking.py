@@ -64,6 +64,7 @@ def _train(store: Path, split: Path, out: Path, backends: list[str]) -> None:
 
 
 @pytest.mark.slow  # a 2-step run; MLflow's first SQLite store builds its tables
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's use of SQLAlchemy
 def test_a_run_reaches_tensorboard_and_a_local_mlflow_store(
     train_store, patient_split, tmp_path, monkeypatch
 ):
@@ -98,6 +99,7 @@ def test_a_run_reaches_tensorboard_and_a_local_mlflow_store(
 
 @pytest.mark.real
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MLflow's use of SQLAlchemy
 def test_a_run_reaches_a_real_mlflow_server(train_store, patient_split, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow import MlflowClient

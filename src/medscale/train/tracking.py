@@ -9,7 +9,7 @@ in maintenance mode in MLflow 3). Experiment: ``MLFLOW_EXPERIMENT_NAME`` or ``me
 
 **Nothing sensitive leaves the run**: parameters are the flattened config without entries
 whose key names a location or a credential (paths, files, stores, addresses, URLs, keys,
-tokens, passwords, users, hosts) and without string values that look like a path or a URL;
+tokens, passwords, users, hosts) and without string values that hold a path separator;
 the run is named by the run folder's name only; MLflow's automatic tags that carry the
 user, the script path or the git remote are overwritten; the artifacts are that cleaned
 config and ``metrics.csv`` (numbers only). The manifest (command line, store location,
@@ -18,11 +18,13 @@ host) is never sent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +45,8 @@ ARTIFACTS = ("metrics.csv",)  # numbers only, beside the cleaned config
 
 
 def _looks_like_location(value: str) -> bool:
-    return "://" in value or value.startswith(("/", "~", "./", "../")) or "\\" in value
+    # any separator: config values are names and numbers; a slash means a path or a URL
+    return "/" in value or "\\" in value or value.startswith("~")
 
 
 def safe_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -70,11 +73,23 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's own use of deprecated SQLAlchemy and protobuf APIs is not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 class MLflowTracker:
     """One MLflow run per training run, through an explicit client (no global state, so
     trials in one process do not share a run)."""
 
     def __init__(self, run_dir: Path, params: dict[str, str]) -> None:
+        with _quiet():
+            self._start(run_dir, params)
+
+    def _start(self, run_dir: Path, params: dict[str, str]) -> None:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
@@ -103,14 +118,16 @@ class MLflowTracker:
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in numbers.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        with _quiet():
+            self.client.log_batch(self.run_id, metrics=metrics)
 
     def close(self) -> None:
-        self.client.log_dict(self.run_id, self.params, "config.json")
-        for name in ARTIFACTS:
-            if (self.run_dir / name).is_file():
-                self.client.log_artifact(self.run_id, str(self.run_dir / name))
-        self.client.set_terminated(self.run_id)
+        with _quiet():
+            self.client.log_dict(self.run_id, self.params, "config.json")
+            for name in ARTIFACTS:
+                if (self.run_dir / name).is_file():
+                    self.client.log_artifact(self.run_id, str(self.run_dir / name))
+            self.client.set_terminated(self.run_id)
 
 
 class TensorBoardTracker:
