@@ -98,6 +98,13 @@ class MLflowTracker:
         local = not uri
         if local:
             uri = f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+            if not (run_dir / "mlflow.db").exists():
+                # Create the store with its Default experiment's artifacts in the run folder;
+                # the client would record the current directory there (a path that may name
+                # a patient).
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                SqlAlchemyStore(uri, (run_dir / "mlartifacts").resolve().as_uri())
         self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "medscale")
         experiment = self.client.get_experiment_by_name(name)
