@@ -23,7 +23,7 @@ import numpy as np
 from medscale import __version__
 from medscale.data.config import DataConfig
 from medscale.errors import SpecError
-from medscale.predict.model import file_sha256, softmax_over_classes
+from medscale.predict.model import StagingModelFacts, file_sha256, softmax_over_classes
 
 EXPORT_FORMAT = "medscale-onnx"
 EXPORT_FORMAT_VERSION = 1
@@ -133,15 +133,10 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
 
 
 @dataclass
-class OnnxStagingModel:
+class OnnxStagingModel(StagingModelFacts):
     """An exported model in an ONNX Runtime session (`medscale.predict.model.StagingModel`)."""
 
     session: Any  # onnxruntime.InferenceSession
-    name: str
-    data: DataConfig
-    identity: str
-    in_channels: int
-    epoch_samples: int | None
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run(["logits"], {"x": np.ascontiguousarray(x, np.float32)})

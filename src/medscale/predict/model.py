@@ -46,15 +46,21 @@ def softmax_over_classes(logits: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class TorchStagingModel:
-    """A training run's checkpoint, in eval mode, on the CPU."""
+class StagingModelFacts:
+    """What every `StagingModel` states about itself (see the protocol)."""
 
-    model: Any  # torch.nn.Module
     name: str
     data: DataConfig
     identity: str
     in_channels: int
     epoch_samples: int | None
+
+
+@dataclass
+class TorchStagingModel(StagingModelFacts):
+    """A training run's checkpoint, in eval mode, on the CPU."""
+
+    model: Any  # torch.nn.Module
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         import torch
