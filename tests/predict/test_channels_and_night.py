@@ -95,3 +95,20 @@ def test_prediction_files_are_written_and_read_back(tmp_path):
     hypnogram = to_aasm(raw, load_label_map("aasm_sleep_stage"), 30.0)
     np.testing.assert_array_equal(hypnogram.stages, stages)
     assert files.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_that_does_not_fit_the_night_fails_that_night_in_the_summary(tmp_path):
+    from medscale.predict import predict_many
+    from medscale.predict.model import StagingModelFacts
+
+    class Unfit(StagingModelFacts):
+        def probabilities(self, x):
+            raise AssertionError("a night that does not fit never reaches the model")
+
+    model = Unfit("toy (run)", DataConfig(), "0" * 64, in_channels=2, epoch_samples=3000)
+    psg = sorted(SAMPLE.glob("*-PSG.edf"))[0]
+    report = predict_many([psg], model, tmp_path, progress=False)
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed" and not report.ok
+    assert "expects 3000 samples per epoch, prediction serves 3840" in outcome.error
+    assert "3000 samples per epoch" in report.summary.read_text()
