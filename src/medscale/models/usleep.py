@@ -180,8 +180,11 @@ class USleep(nn.Module):
         skips = []
         for block in self.encoder:
             x = block(x)
-            if x.shape[-1] % 2:  # pad the start so that pooling loses nothing
-                x = F.pad(x, (1, 0))
+            # Pad the start of an odd length so that pooling loses nothing. An export pads by
+            # the symbolic remainder, so a graph with a dynamic length keeps the rule rather
+            # than the example's branch (eager skips the no-op pad: same numbers as always).
+            if torch.compiler.is_exporting() or x.shape[-1] % 2:
+                x = F.pad(x, (x.shape[-1] % 2, 0))
             skips.append(x)
             x = F.max_pool1d(x, 2)
         x = self.bottom(x)

@@ -202,12 +202,16 @@ class LocalArrayReader:
             self._cache.move_to_end(key)
             return self._cache[key]
         per_shard = self._per_shard
-        shard = tuple(k // p for k, p in zip(key, per_shard, strict=True))
+        if len(key) == 2:  # the signal rows' hot path: no generator per chunk
+            shard = (key[0] // per_shard[0], key[1] // per_shard[1])
+            local = (key[0] % per_shard[0], key[1] % per_shard[1])
+        else:
+            shard = tuple(k // p for k, p in zip(key, per_shard, strict=True))
+            local = tuple(k % p for k, p in zip(key, per_shard, strict=True))
         fd = self._fd(shard)
         if fd is None:
             return None
         if self._sharded:
-            local = tuple(k % p for k, p in zip(key, per_shard, strict=True))
             offset, nbytes = self._shard_index(shard, fd)[local]
             if offset == _EMPTY and nbytes == _EMPTY:
                 return None

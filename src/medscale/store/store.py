@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from zarr.codecs import BloscCodec
 from zarr.storage import FsspecStore, LocalStore
 
 from medscale import __version__
+from medscale.atomic import write_bytes_atomic
 from medscale.errors import StoreError, StoreVersionError
 from medscale.store.layout import (
     ARRAY_DIMS,
@@ -85,14 +85,12 @@ def replace_file(
     fs: fsspec.AbstractFileSystem, path: str, payload: bytes, *, atomic_put: bool
 ) -> None:
     """Write ``path`` so that readers see the old or the new content, never a part: one PUT on
-    object stores (``atomic_put``), a ``.partial`` file renamed over the target elsewhere."""
+    object stores (``atomic_put``), an fsync'd temporary file renamed over the target elsewhere."""
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     if atomic_put:
         fs.pipe_file(path, payload)
         return
-    partial = f"{path}.{uuid.uuid4().hex}.partial"
-    fs.pipe_file(partial, payload)
-    fs.mv(partial, path)  # rename: atomic on POSIX
+    write_bytes_atomic(path, payload)
 
 
 def class_index(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, tuple[int, ...]]:

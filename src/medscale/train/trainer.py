@@ -487,6 +487,7 @@ class Trainer:
             config.log,
             keep_until_step=self.resumed_step if self.resume_from else None,
             enabled=self.main_rank,
+            config=config.to_dict(),
         )
         self.last_validation: dict[str, Any] | None = None
         self.train_seconds, self.timed_steps = 0.0, 0
@@ -529,7 +530,7 @@ class Trainer:
         import torch
 
         from medscale.data.evaluation import EvalImages
-        from medscale.data.torch_data import EvalNights, create_train_loader
+        from medscale.data.torch_data import EvalNights, can_serve_codes, create_train_loader
 
         config = self.config
         self.loader = create_train_loader(
@@ -544,6 +545,9 @@ class Trainer:
             recordings=self.train_recordings,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
+            # int16 codes to the GPU, scaled there: half the bytes through the workers
+            serve_codes=self.device.type == "cuda"
+            and can_serve_codes(config.data, self.task.input_kind),
             # Worker seeds come from this generator, not from torch's global stream, so that
             # creating an iterator (at a resume point or an epoch start) never shifts dropout.
             generator=torch.Generator().manual_seed(config.seed),
@@ -618,8 +622,13 @@ class Trainer:
         """One optimiser update on ``batch``; advances `position`."""
         import torch
 
+        from medscale.data.torch_data import scale_on_device
+
         config, device = self.config, self.device
-        x = batch["x"].to(device, non_blocking=True)
+        if "codes" in batch:  # bit-identical to the float32 windows
+            x = scale_on_device(batch, device, config.data.processing.clip)
+        else:
+            x = batch["x"].to(device, non_blocking=True)
         y = batch["y"].to(device, non_blocking=True)
         with self.autocast():
             logits = self.ddp_model(x)
