@@ -234,6 +234,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.model,
         args.out,
         channels=parse_channel_overrides(args.channels),
+        reader_options={"sfreq_hz": args.sfreq_hz} if args.sfreq_hz is not None else None,
     )
     used = "; ".join(
         f"{group}: {', '.join(label for _, label in pairs)}"
@@ -458,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_cmd_evaluate)
 
     predict = command(sub, "predict", help="hypnogram and hypnodensity for one recording")
-    predict.add_argument("recording", help="a signal file (EDF/BDF, WFDB .hea, anything MNE reads)")
+    predict.add_argument(
+        "recording", help="a signal file (EDF/BDF, WFDB .hea, text .txt, anything MNE reads)"
+    )
     predict.add_argument("--model", required=True, help="the training run folder")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument(
@@ -467,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GROUP=LABEL",
         help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
+    )
+    predict.add_argument(
+        "--sfreq-hz",
+        type=float,
+        help="sampling rate of a text signal (.txt holds values only), e.g. 200",
     )
     predict.set_defaults(func=_cmd_predict)
     campaign = command(sub, "campaign", help="many trials: sweeps, leave-one-out, k-fold, ...")

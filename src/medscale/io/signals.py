@@ -24,6 +24,11 @@ _READER_BY_SUFFIX: dict[str, str] = {
     ".txt": "text",
 }
 
+ACCEPTED_FORMATS = (
+    "EDF/EDF+/BDF (.edf, .bdf, .rec), WFDB (.hea with its .dat), text (.txt, one value per "
+    "line, with a sampling rate given), and anything MNE reads (.fif, .vhdr, .set, .cnt, ...)"
+)
+
 # Voltage units in lower case -> factor to microvolts. "mv" also covers "MV": megavolts never
 # occur in biosignal files, millivolts written in capitals do.
 _VOLTS_TO_UV: dict[str, float] = {
@@ -120,6 +125,13 @@ def read_signals(
         raise SpecError(
             f"unknown signal reader {reader!r}; valid readers: {', '.join(SIGNAL_READERS)} "
             "or 'auto'"
+        )
+    if reader == "text" and "sfreq_hz" not in options:
+        raise SpecError(
+            f"{path}: a text signal (one value per line) does not record its sampling rate; "
+            "give it: `medscale predict --sfreq-hz HZ`, `sfreq_hz=` in Python, or "
+            "`signals: {options: {sfreq_hz: HZ}}` in a dataset spec (as the `dreams` spec "
+            f"does). Formats that carry their rate: {ACCEPTED_FORMATS}"
         )
     func, args = _reader_call(reader, path, labels)
     try:

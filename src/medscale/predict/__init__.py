@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +38,12 @@ def predict_recording(
     *,
     channels: dict[str, list[str]] | None = None,
     reader: str = "auto",
+    reader_options: dict[str, Any] | None = None,
 ) -> PredictionResult:
     """Stage ``path`` with the model of the training run ``run_dir``; write into ``out_dir``.
 
-    ``channels`` overrides the automatic choice per channel group (``{"eeg": ["C3"]}``).
+    ``channels`` overrides the automatic choice per channel group (``{"eeg": ["C3"]}``);
+    ``reader_options`` go to the signal reader (a text signal needs ``{"sfreq_hz": ...}``).
     """
     from medscale.data.torch_data import EvalNights
     from medscale.evaluate.inference import predict_nights
@@ -57,6 +60,7 @@ def predict_recording(
             Path(scratch) / "store",
             overrides=channels,
             reader=reader,
+            reader_options=reader_options,
         )
         nights = EvalNights(night.store, data, recordings=[night.key])
         (prediction,) = predict_nights(trained.model, nights).values()
