@@ -69,7 +69,7 @@ def test_a_text_signal_without_a_rate_names_the_option_and_the_formats(
         capsys, "predict", str(text_signal), "--model", str(tiny_run), "--out", str(tmp_path)
     )
     assert str(text_signal) in err and "does not record its sampling rate" in err
-    assert "--sfreq-hz HZ" in err and "sfreq_hz" in err
+    assert "--source-hz HZ" in err and "sfreq_hz" in err
     assert "EDF/EDF+/BDF (.edf" in err and "WFDB (.hea" in err
 
 
@@ -77,6 +77,6 @@ def test_a_missing_channel_names_what_the_model_needs_and_the_file_has(
     tiny_run, text_signal, tmp_path, capsys
 ):
     argv = ["predict", str(text_signal), "--model", str(tiny_run), "--out", str(tmp_path)]
-    err = run_cli(capsys, *argv, "--sfreq-hz", "100")
+    err = run_cli(capsys, *argv, "--source-hz", "100")
     assert "no channel for the model's 'eog' group" in err and "types ['EOG']" in err
     assert "the file has ['C3-A1']" in err and "--channels eog=LABEL" in err

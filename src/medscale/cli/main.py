@@ -234,7 +234,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.model,
         args.out,
         channels=parse_channel_overrides(args.channels),
-        reader_options={"sfreq_hz": args.sfreq_hz} if args.sfreq_hz is not None else None,
+        reader_options={"sfreq_hz": args.source_hz} if args.source_hz is not None else None,
     )
     used = "; ".join(
         f"{group}: {', '.join(label for _, label in pairs)}"
@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
     )
     predict.add_argument(
-        "--sfreq-hz",
+        "--source-hz",
         type=float,
         help="sampling rate of a text signal (.txt holds values only), e.g. 200",
     )

@@ -129,7 +129,7 @@ def read_signals(
     if reader == "text" and "sfreq_hz" not in options:
         raise SpecError(
             f"{path}: a text signal (one value per line) does not record its sampling rate; "
-            "give it: `medscale predict --sfreq-hz HZ`, `sfreq_hz=` in Python, or "
+            "give it: `medscale predict --source-hz HZ`, `sfreq_hz=` in Python, or "
             "`signals: {options: {sfreq_hz: HZ}}` in a dataset spec (as the `dreams` spec "
             f"does). Formats that carry their rate: {ACCEPTED_FORMATS}"
         )
