@@ -20,7 +20,6 @@ def test_demo_runs_the_whole_path(tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=900,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "kappa" in done.stdout and "evaluation report" in done.stdout
