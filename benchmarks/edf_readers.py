@@ -27,7 +27,7 @@ import numpy as np
 import pyedflib
 
 from medscale.io.edf import read_edf
-from medscale.io.signals import unit_scale_to_uv
+from medscale.io.reader_rules import unit_scale_to_uv
 from medscale.synth.quirks import QUIRKS, inject_quirk
 
 N_CHANNELS = 6

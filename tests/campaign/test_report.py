@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import json
 import math
 import re
@@ -14,17 +13,14 @@ import struct
 import subprocess
 import zlib
 
+import markupsafe
 import numpy as np
 import pytest
 from scipy import stats
 
-from medscale.campaign.report import (
-    BASE_COLUMNS,
-    fraction_curve,
-    loo_effects,
-    mean_ci,
-    write_report,
-)
+from medscale.campaign.report import write_report
+from medscale.campaign.results_table import BASE_COLUMNS
+from medscale.campaign.statistics import fraction_curve, loo_effects, mean_ci
 
 HOSTILE = "<script>alert('x')</script>&\"$a$"
 
@@ -93,7 +89,8 @@ def _png_ok(path):
 
 
 def html_escaped(text):
-    return html.escape(text, quote=True)
+    """``text`` as the report's template engine escapes it."""
+    return str(markupsafe.escape(text))
 
 
 def _section(text, heading):

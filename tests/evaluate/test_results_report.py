@@ -148,7 +148,7 @@ def test_write_outputs_and_report(tmp_path):
 
     html = paths["report.html"].read_text()
     assert "<script" not in html
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "Wake trimming: applied with a margin of 30 min" in html
     # confusion matrix, per-stage F1, one example hypnogram
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 3

@@ -14,7 +14,7 @@ import pytest
 
 from medscale.errors import ChannelError, RecordingReadError
 from medscale.io.edf import header_field_slice, read_edf, signal_field_slice
-from medscale.io.signals import unit_scale_to_uv
+from medscale.io.reader_rules import unit_scale_to_uv
 from medscale.synth.quirks import QUIRKS, inject_quirk
 
 PATIENT_NAME = "Jane_Doe"

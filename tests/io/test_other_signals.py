@@ -10,7 +10,8 @@ import wfdb
 
 from medscale.errors import ChannelError, RecordingReadError, SpecError
 from medscale.io.mne_raw import read_mne_raw
-from medscale.io.signals import SIGNAL_READERS, read_signals, unit_scale_to_uv
+from medscale.io.reader_rules import unit_scale_to_uv
+from medscale.io.signals import SIGNAL_READERS, read_signals
 from medscale.io.text_signal import read_text_signal
 from medscale.io.wfdb_record import read_wfdb
 

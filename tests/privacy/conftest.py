@@ -12,12 +12,19 @@ from medscale.synth import synthesize_psg
 
 # Identifiers planted in the headers; none of them may reach the store, a report or a log.
 PATIENT_CODE, PATIENT_NAME, BIRTH = "MRN48213", "Jane_Doe", dt.date(1961, 3, 2)
-ADMIN_CODE, TECHNICIAN = "ADM77731", "TechSmithers"
-PLANTED = [PATIENT_CODE, "Jane", "Doe", "02-MAR-1961", ADMIN_CODE, TECHNICIAN, "Hospital_Ward7"]
+ADMIN_CODE, TECHNICIAN, WARD = "ADM77731", "TechSmithers", "Hospital_Ward7"
+PLANTED = [PATIENT_CODE, "Jane", "Doe", "02-MAR-1961", ADMIN_CODE, TECHNICIAN, WARD]
+# The recording date is an identifier too (HIPAA): the clock time is kept, the date is not.
+# How the EDF+ header writes it (recording field, then the legacy startdate field), and how
+# medscale would if it kept it.
+START_DATE = dt.date(2021, 6, 14)
+DATE_SPELLINGS = ["14-JUN-2021", "14.06.21", "2021-06-14", "20210614", "14.06.2021"]
 
 
 def write_identified_edf(path: Path, seed: int = 0, n_epochs: int = 20) -> None:
-    """A SYNTHETIC night whose EDF+ header carries a real-looking patient identity."""
+    """A SYNTHETIC night whose EDF+ header carries a real-looking patient identity: every
+    token of `PLANTED` and the start date (`DATE_SPELLINGS`) are in the header bytes (the
+    file name holds `PATIENT_NAME` too)."""
     rng = np.random.default_rng(seed)
     stages = rng.choice(np.array([0, 1, 2, 3, 4], dtype=np.int8), n_epochs)
     signals = {s.label: s for s in synthesize_psg(stages, sfreq_hz=64, rng=rng)}
@@ -34,12 +41,15 @@ def write_identified_edf(path: Path, seed: int = 0, n_epochs: int = 20) -> None:
     ]
     edf = edfio.Edf(
         edf_signals,
-        patient=edfio.Patient(code=PATIENT_CODE, sex="F", birthdate=BIRTH, name=PATIENT_NAME),
+        patient=edfio.Patient(
+            code=PATIENT_CODE, sex="F", birthdate=BIRTH, name=PATIENT_NAME, additional=[WARD]
+        ),
         recording=edfio.Recording(
-            startdate=dt.date(2021, 6, 14),
+            startdate=START_DATE,
             hospital_administration_code=ADMIN_CODE,
             investigator_technician_code=TECHNICIAN,
             equipment_code="SYNTHETIC",
+            additional=[WARD],
         ),
         starttime=dt.time(22, 30),
         annotations=[],

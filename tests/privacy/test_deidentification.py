@@ -6,6 +6,7 @@ import json
 import logging
 import os
 
+import edfio
 import pytest
 
 from medscale.errors import SpecError
@@ -13,7 +14,7 @@ from medscale.ingest import ingest
 from medscale.privacy import load_pseudonym_key, mask_credentials
 from medscale.store import Store
 
-from .conftest import PLANTED, write_identified_edf
+from .conftest import DATE_SPELLINGS, PLANTED, START_DATE, write_identified_edf
 
 
 def all_bytes(folder) -> bytes:
@@ -22,8 +23,19 @@ def all_bytes(folder) -> bytes:
 
 def assert_nothing_planted(blob: bytes, where: str) -> None:
     lowered = blob.lower()
-    for token in PLANTED:
+    for token in [*PLANTED, *DATE_SPELLINGS]:
         assert token.lower().encode() not in lowered, f"{token!r} leaked into {where}"
+
+
+def test_the_source_really_holds_what_is_planted(tmp_path):
+    """The control for the tests below: each planted value is in the source header."""
+    path = tmp_path / "Jane_Doe-PSG.edf"
+    write_identified_edf(path)
+    header = path.read_bytes()[:256]
+    for token in [*PLANTED, "14-JUN-2021", "14.06.21"]:
+        assert token.encode() in header, f"{token!r} is not in the EDF header"
+    edf = edfio.read_edf(path)
+    assert edf.recording.startdate == START_DATE and "Hospital_Ward7" in edf.patient.additional
 
 
 def test_identifiers_never_reach_store_report_or_logs(hospital_spec, tmp_path, caplog, capsys):
@@ -35,6 +47,7 @@ def test_identifiers_never_reach_store_report_or_logs(hospital_spec, tmp_path, c
     assert info.recording_id.startswith("rec-") and info.subject.startswith("sub-")
     assert info.metadata["demographics"] == {"age_band": "60-64", "sex": "F"}
     assert info.metadata["start_time_of_day"] == "22:30:00"  # clock time kept, the date not
+    assert_nothing_planted(json.dumps(info.to_json()).encode(), "the commit record")
     assert_nothing_planted(all_bytes(tmp_path / "store"), "the store")
     assert_nothing_planted(report.to_json().encode(), "the JSON report")
     assert_nothing_planted(report.to_markdown().encode(), "the Markdown report")

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from medscale.campaign.engine import Campaign, Worker
+    from medscale.campaign.engine import Campaign
     from medscale.campaign.spec import CampaignSpec, trial_seed
+    from medscale.campaign.worker import Worker
 
 __all__ = ["Campaign", "CampaignSpec", "Worker", "trial_seed"]
 
 _WHERE = {
     "Campaign": "medscale.campaign.engine",
-    "Worker": "medscale.campaign.engine",
+    "Worker": "medscale.campaign.worker",
     "CampaignSpec": "medscale.campaign.spec",
     "trial_seed": "medscale.campaign.spec",
 }

@@ -16,13 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medscale.campaign.engine import (
-    Campaign,
-    start_trial_process,
-    trial_forkserver,
-    wait_trial_process,
-)
-from medscale.campaign.trial import write_json_atomic
+from medscale.atomic import write_json_atomic
+from medscale.campaign.engine import Campaign
+from medscale.campaign.processes import start_trial_process, trial_forkserver, wait_trial_process
 from medscale.errors import SpecError
 
 __all__ = ["estimate"]
@@ -93,7 +89,9 @@ def estimate(
         "step_s": metrics.get("step_s"),
         "parameters": metrics.get("parameters"),
     }
-    write_json_atomic(campaign.folder / "estimate.json", {"calibration": calibration})
+    write_json_atomic(
+        campaign.folder / "estimate.json", {"calibration": calibration}, indent=1, default=str
+    )
     layout = campaign.layout(slots)  # ranks_per_trial: auto reads the calibration above
     fixed_s, train_s = wall, 0.0
     if max_steps is not None:
@@ -144,7 +142,7 @@ def estimate(
             budget.max_device_hours is not None and result["device_hours"] > budget.max_device_hours
         )
     )
-    write_json_atomic(campaign.folder / "estimate.json", result)
+    write_json_atomic(campaign.folder / "estimate.json", result, indent=1, default=str)
     return result
 
 
@@ -167,7 +165,7 @@ def _test_nights(jobs: dict[str, dict[str, Any]]) -> list[int]:
 def _run_calibration(folder: Path, doc: dict[str, Any], ctx: Any) -> int | None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    write_json_atomic(folder / "trial.json", doc)
+    write_json_atomic(folder / "trial.json", doc, indent=1, default=str)
     return wait_trial_process(start_trial_process(folder, ctx))
 
 

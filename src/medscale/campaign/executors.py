@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from medscale.campaign.engine import Campaign, Worker, _ProgressBar, install_stop_handler
+from medscale.campaign.engine import Campaign
 from medscale.campaign.spec import CampaignSpec
+from medscale.campaign.worker import ProgressBar, Worker, install_stop_handler
 
 __all__ = ["EXECUTORS", "run_campaign", "run_worker", "worker_script"]
 
@@ -122,7 +123,7 @@ def _run_slurm(campaign: Campaign, spec_path: str | Path, progress: bool) -> dic
     script = worker_script(campaign, spec_path)
     job_id = slurm_launch.submit(script, campaign.folder / "slurm" / "workers.sbatch")
     campaign.event("slurm_submit", job_id=job_id, tasks=campaign.spec.model.slurm.tasks)
-    bar = _ProgressBar(campaign, progress)
+    bar = ProgressBar(campaign, progress)
     state = slurm_launch.wait_for_job(job_id, poll_s=1.0, on_poll=bar.update)
     return {"executor": "slurm", "job_id": job_id, "states": state.states}
 
@@ -160,7 +161,7 @@ def _run_ray(campaign: Campaign, spec_path: str | Path, progress: bool) -> dict[
             )
             for i in range(workers.workers)
         ]  # fmt: skip
-        poll = _ProgressBar(campaign, progress).update
+        poll = ProgressBar(campaign, progress).update
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, timeout=1.0)

@@ -190,10 +190,11 @@ def _train_ddp(context: TrialContext, config: Any, ranks: int, run_dir: Path) ->
     import signal
     import subprocess
 
+    from medscale.atomic import write_text_atomic
     from medscale.launch.torchrun import TORCHRUN_ENV, TorchrunPlan, torchrun_command
 
     config_path = context.trial_dir / "train.yaml"
-    config_path.write_text(config.to_yaml())
+    write_text_atomic(config_path, config.to_yaml())
     plan = TorchrunPlan(nproc_per_node=ranks, nnodes=1, rdzv_endpoint=None, rdzv_id="trial")
     command = torchrun_command(plan, config_path, context.job["store"], run_dir, quiet=True)
     libc = ctypes.CDLL(None, use_errno=True)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialContext", "TrialInterrupted", "run_trial_process", "write_json_atomic"]
+from medscale.atomic import write_json_atomic
+
+__all__ = ["TrialContext", "TrialInterrupted", "run_trial_process"]
 
 #: exit status of a trial stopped by SIGTERM (pruned, or its allocation ending)
 EXIT_INTERRUPTED = 3
@@ -58,12 +60,6 @@ class TrialContext:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"kind": "val", "step": step, self.metric: value}) + "\n")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _watch_parent(worker_pid: int) -> None:
@@ -131,7 +127,7 @@ def run_trial_process(trial_dir: str, worker_pid: int) -> None:
     outcome["wall_s"] = round(time.perf_counter() - started, 4)
     outcome["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     outcome["peak_device_mb"] = _peak_device_mb()
-    write_json_atomic(trial_dir_path / "outcome.json", outcome)
+    write_json_atomic(trial_dir_path / "outcome.json", outcome, indent=1, default=str)
     sys.stdout.flush()
     sys.exit(status)  # not os._exit: the exit handlers free multiprocessing semaphores (tqdm's)
 

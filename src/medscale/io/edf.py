@@ -21,8 +21,8 @@ import edfio
 import numpy as np
 
 from medscale.errors import RecordingReadError
+from medscale.io.reader_rules import check_labels_present, unit_scale_to_uv
 from medscale.io.recording import Recording, Signal
-from medscale.io.signals import check_labels_present, unit_scale_to_uv
 
 # Byte layout of the fixed header: (field, width). Then each per-signal field, as one block of
 # `width` bytes for every signal in turn.

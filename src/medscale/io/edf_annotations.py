@@ -24,13 +24,13 @@ is dropped from the label.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import edfio
 
+from medscale.atomic import atomic_open
 from medscale.errors import AnnotationReadError
 from medscale.io.epoch_tables import StageRun, check_epoch_length, expand_stage_runs
 from medscale.io.recording import Event, RawHypnogram
@@ -172,14 +172,9 @@ def read_edf_annotations(
 
 
 def write_edf_atomic(edf: edfio.Edf, path: Path) -> None:
-    """Write ``edf`` to ``path`` through a temporary file and a rename: never half a file."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            edf.write(f)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Write ``edf`` to ``path`` atomically (`medscale.atomic`): never half a file."""
+    with atomic_open(path, "wb") as f:
+        edf.write(f)
 
 
 def write_hypnogram_edf(

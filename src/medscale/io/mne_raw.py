@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from medscale.errors import RecordingReadError
+from medscale.io.reader_rules import check_labels_present, unit_scale_to_uv
 from medscale.io.recording import Recording, Signal
-from medscale.io.signals import check_labels_present, unit_scale_to_uv
 
 
 def read_mne_raw(path: str | Path, labels: Collection[str] | None = None) -> Recording:

@@ -11,8 +11,8 @@ import numpy as np
 import wfdb
 
 from medscale.errors import RecordingReadError
+from medscale.io.reader_rules import check_labels_present, unit_scale_to_uv
 from medscale.io.recording import Recording, Signal
-from medscale.io.signals import check_labels_present, unit_scale_to_uv
 
 
 def read_wfdb(path: str | Path, labels: Collection[str] | None = None) -> Recording:

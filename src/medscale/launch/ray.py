@@ -32,6 +32,7 @@ from medscale.errors import LaunchError, MedscaleError, RendezvousError
 from medscale.ingest.plan import IngestUnit
 from medscale.ingest.report import UnitReport
 from medscale.ingest.run import StoreWriteFailed, UnitJob, UnitRunner
+from medscale.launch.references import config_reference
 from medscale.launch.rendezvous import is_loopback, wait_for_listener
 from medscale.train.config import RayConfig
 
@@ -372,7 +373,6 @@ def train_on_ray(
     finished flag (false: stopped by SIGTERM, checkpointed; resume to continue) and weights
     hash, with the world size and the run folder.
     """
-    from medscale.launch.train import config_reference
     from medscale.train import TrainConfig
     from medscale.train.trainer import check_run_dir
 

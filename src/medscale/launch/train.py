@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medscale.errors import SpecError
+from medscale.launch.references import config_reference, store_reference
 from medscale.train.config import TrainConfig
 
 Launcher = Literal["local", "torchrun", "slurm", "ray"]
@@ -31,17 +32,6 @@ class LaunchOutcome:
     script: str | None = None
     script_path: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def config_reference(config: str | Path) -> str:
-    """What another process (or node) loads the config from: a bundled name, or an
-    absolute path."""
-    path = Path(config)
-    return str(path.resolve()) if path.is_file() else str(config)
-
-
-def store_reference(store: str) -> str:
-    return str(Path(store).resolve()) if "://" not in store else store
 
 
 def _read_result(out_dir: Path) -> dict[str, Any] | None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from medscale.atomic import atomic_open
 from medscale.evaluate.plots import plot_hypnogram
 from medscale.io.edf_annotations import write_hypnogram_edf
 from medscale.io.stages import SCORED_STAGES, STAGE_NAMES
@@ -47,9 +47,8 @@ def write_prediction(
     )
     _write_csv(files.csv, stages, probabilities, epoch_length_s, start_time_of_day)
     write_hypnogram_edf(files.edf, stages, epoch_length_s)
-    partial = files.hypnodensity.with_name(files.hypnodensity.name + ".partial.npy")
-    np.save(partial, probabilities)
-    os.replace(partial, files.hypnodensity)
+    with atomic_open(files.hypnodensity, "wb") as f:
+        np.save(f, probabilities)
     figure = plot_hypnogram(
         None, stages, probabilities, epoch_s=epoch_length_s, title=title or name
     )
@@ -69,8 +68,7 @@ def _write_csv(
         if (start_time_of_day)
         else None
     )
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         header = ["epoch", "onset_s", "clock_time", "stage"]
         writer.writerow(header + [f"p_{STAGE_NAMES[s]}" for s in SCORED_STAGES])
@@ -79,4 +77,3 @@ def _write_csv(
             clock = (start + dt.timedelta(seconds=onset)).time().isoformat() if start else ""
             row = [k, f"{onset:g}", clock, STAGE_NAMES[int(stage)]]
             writer.writerow(row + [f"{v:.4f}" for v in p])
-    os.replace(partial, path)

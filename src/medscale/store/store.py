@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from zarr.codecs import BloscCodec
 from zarr.storage import FsspecStore, LocalStore
 
 from medscale import __version__
+from medscale.atomic import write_bytes_atomic
 from medscale.errors import StoreError, StoreVersionError
 from medscale.io.stages import SCORED_STAGES, STAGE_NAMES
 from medscale.store.layout import (
@@ -234,9 +234,7 @@ class Store:
         if _is_url(self.location):
             self._fs.pipe_file(path, payload)  # one object PUT is atomic on object stores
             return
-        partial = f"{path}.{uuid.uuid4().hex}.partial"
-        self._fs.pipe_file(partial, payload)
-        self._fs.mv(partial, path)  # rename: atomic on POSIX
+        write_bytes_atomic(path, payload)
 
     def remove_recording(self, dataset: str, recording_id: str) -> None:
         """Uncommit first, then delete the arrays, so no reader sees a half-deleted recording."""

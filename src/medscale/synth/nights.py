@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +24,7 @@ import edfio
 import numpy as np
 from tqdm import tqdm
 
+from medscale.atomic import write_json_atomic
 from medscale.errors import SpecError
 from medscale.io.edf_annotations import write_edf_atomic, write_hypnogram_edf
 from medscale.io.stages import STAGE_NAMES
@@ -234,7 +233,5 @@ def synthesize_nights(
         "nights": entries,
     }
     manifest_path = out_dir / MANIFEST_NAME
-    partial = manifest_path.with_name(MANIFEST_NAME + ".partial")
-    partial.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, manifest_path)
+    write_json_atomic(manifest_path, manifest, indent=2)
     return written

@@ -7,13 +7,12 @@ pickle would build other objects (and so could run code) is refused with a clear
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
+from medscale.atomic import atomic_open
 from medscale.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 #: The ``format`` entry of a training checkpoint written by `medscale.train.train`.
@@ -21,20 +20,13 @@ CHECKPOINT_FORMAT = "medscale-train-checkpoint"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file, fsync, then a rename."""
+    """Write ``state`` to ``path`` atomically (`medscale.atomic`)."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with open(partial, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
     return path
 
 

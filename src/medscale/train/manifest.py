@@ -9,16 +9,16 @@ and to say whether a bitwise comparison is fair.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
-import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from medscale.atomic import write_json_atomic
 
 MANIFEST_FORMAT = "medscale-run"
 MANIFEST_VERSION = 1
@@ -26,16 +26,10 @@ _PACKAGES = ("medscale", "torch", "numpy", "scipy", "pydantic", "zarr", "numcode
 
 
 def write_json(data: Any, path: str | Path) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON atomically (`medscale.atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return write_json_atomic(path, data, indent=1, sort_keys=True)
 
 
 def file_sha256(path: str | Path) -> str:
