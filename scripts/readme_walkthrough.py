@@ -63,7 +63,11 @@ def run(clone: Path) -> None:
     ]
     steps.append([sys.executable, "-c", code_block_after(readme, LIBRARY_SECTION, "python")])
     for i, argv in enumerate(steps, 1):
-        shown = "python (README's library example)" if argv[1] == "-c" else shlex.join(argv[2:])
+        shown = (
+            "python (README's library example)"
+            if argv[1] == "-c"
+            else "medscale " + shlex.join(argv[3:])
+        )
         print(f"[{i}/{len(steps)}] {shown}", flush=True)
         done = subprocess.run(argv, cwd=clone, env=env, capture_output=True, text=True)
         if done.returncode != 0:
