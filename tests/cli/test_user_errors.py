@@ -80,3 +80,10 @@ def test_a_missing_channel_names_what_the_model_needs_and_the_file_has(
     err = run_cli(capsys, *argv, "--source-hz", "100")
     assert "no channel for the model's 'eog' group" in err and "types ['EOG']" in err
     assert "the file has ['C3-A1']" in err and "--channels eog=LABEL" in err
+
+
+def test_an_unwritable_output_folder_is_one_line_naming_it(tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should go")
+    err = run_cli(capsys, "synth", str(blocker / "nights"), "--nights", "1", "--hours", "0.1")
+    assert str(blocker) in err

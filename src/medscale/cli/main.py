@@ -529,7 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except MedscaleError as exc:
+    except (MedscaleError, OSError) as exc:
+        # OSError: a path the user gave cannot be read or written (missing, no permission, disk
+        # full); its message names the path. Other exceptions are bugs and keep their traceback.
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
