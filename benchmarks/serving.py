@@ -82,7 +82,7 @@ def build_hdf5(store_path: Path, out: Path) -> Path:
         for info in store.recordings():
             group = f.create_group(info.recording_id)
             group["signals"] = store.read_signals(info).astype(np.float64)
-            group["hypnogram"] = store.read_hypnogram(info)
+            group["hypnogram"] = store.read_segment_labels(info)
             group.attrs["median"] = [c.median for c in info.channels]
             group.attrs["iqr"] = [c.iqr for c in info.channels]
             group.attrs["types"] = [c.type for c in info.channels]

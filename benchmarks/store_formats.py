@@ -28,8 +28,9 @@ from medscale.datasets.spec import load_dataset_spec
 from medscale.ingest.convert import quantise, resample
 from medscale.io.signals import read_signals
 from medscale.store.layout import ChannelInfo, RecordingInfo
-from medscale.store.store import RecordingArrays, Store
+from medscale.store.store import Record, Store
 from medscale.synth import synthesize_nights
+from medscale.tasks import SLEEP_STAGING
 
 SFREQ = 128.0
 WINDOW = 35 * 30 * int(SFREQ)
@@ -61,27 +62,25 @@ def load_night(work: Path, hours: float) -> tuple[np.ndarray, np.ndarray, list[f
 
 
 def write_zarr(path: Path, codes: np.ndarray, scales: list[float]) -> None:
-    store = Store.create(path)
+    store = Store.create(path, task=SLEEP_STAGING)
     channels = [
         ChannelInfo(f"EEG {i}", "EEG", f"c{i}", 256.0, "uV", s, 0.0, 1.0)
         for i, s in enumerate(scales)
     ]
-    n_epochs = codes.shape[1] // int(30 * SFREQ)
-    store.write_recording(
-        RecordingArrays(
-            "bench",
-            "night",
-            "night",
-            "",
-            SFREQ,
-            30.0,
-            codes,
-            np.zeros(n_epochs, np.int8),
-            channels,
-            "",
-            "",
-            True,
-            {},
+    n_segments = codes.shape[1] // int(30 * SFREQ)
+    store.write_record(
+        Record(
+            dataset="bench",
+            recording_id="night",
+            subject="night",
+            session="",
+            arrays={"signals": codes, "segment_labels": np.zeros(n_segments, np.int8)},
+            channels=channels,
+            source_hash="",
+            config_hash="",
+            synthetic=True,
+            sfreq_hz=SFREQ,
+            segment_s=30.0,
         )
     )
 

@@ -21,8 +21,8 @@ def test_yasa_stages_surrogate_nights_well_above_chance(tmp_path):
     store = Store(tmp_path / "s")
     (info,) = store.recordings()
     proba = yasa_on_store(store, [info])[info.key]
-    truth = store.read_hypnogram(info)
-    assert proba.shape == (info.n_epochs, 5)
+    truth = store.read_segment_labels(info)
+    assert proba.shape == (info.n_segments, 5)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
     scored = truth >= 0
     accuracy = (proba.argmax(axis=1)[scored] == truth[scored]).mean()

@@ -11,8 +11,9 @@ import pytest
 
 from medscale.cli.main import main
 from medscale.data.splits import make_kfold_splits
-from medscale.errors import SpecError
+from medscale.errors import ChannelError, SpecError
 from medscale.ingest import ingest
+from medscale.predict import predict_recording
 
 SAMPLE = Path(str(resources.files("medscale.datasets") / "samples" / "sleep-edf-sc"))
 
@@ -63,23 +64,24 @@ def test_too_many_folds_gives_the_subject_count_and_the_range(one_subject_store)
 
 
 def test_a_text_signal_without_a_rate_names_the_option_and_the_formats(
-    tiny_run, text_signal, tmp_path, capsys
+    tiny_run, text_signal, tmp_path
 ):
-    err = run_cli(
-        capsys, "predict", str(text_signal), "--model", str(tiny_run), "--out", str(tmp_path)
-    )
-    assert str(text_signal) in err and "does not record its sampling rate" in err
-    assert "--source-hz HZ" in err and "sfreq_hz" in err
-    assert "EDF/EDF+/BDF (.edf" in err and "WFDB (.hea" in err
+    with pytest.raises(SpecError) as err:
+        predict_recording(text_signal, tiny_run, tmp_path)
+    message = str(err.value)
+    assert str(text_signal) in message and "does not record its sampling rate" in message
+    assert "reader_options={'sfreq_hz': HZ}" in message and "sfreq_hz" in message
+    assert "EDF/EDF+/BDF (.edf" in message and "WFDB (.hea" in message
 
 
 def test_a_missing_channel_names_what_the_model_needs_and_the_file_has(
-    tiny_run, text_signal, tmp_path, capsys
+    tiny_run, text_signal, tmp_path
 ):
-    argv = ["predict", str(text_signal), "--model", str(tiny_run), "--out", str(tmp_path)]
-    err = run_cli(capsys, *argv, "--source-hz", "100")
-    assert "no channel for the model's 'eog' group" in err and "types ['EOG']" in err
-    assert "the file has ['C3-A1']" in err and "--channels eog=LABEL" in err
+    with pytest.raises(ChannelError) as err:
+        predict_recording(text_signal, tiny_run, tmp_path, reader_options={"sfreq_hz": 100})
+    message = str(err.value)
+    assert "no channel for the model's 'eog' group" in message and "types ['EOG']" in message
+    assert "the file has ['C3-A1']" in message and "--channels eog=LABEL" in message
 
 
 def test_an_unwritable_output_folder_is_one_line_naming_it(tmp_path, capsys):

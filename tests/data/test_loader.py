@@ -34,10 +34,16 @@ def _digest(x: torch.Tensor) -> str:
     return hashlib.sha1(x.numpy().tobytes()).hexdigest()[:12]
 
 
-def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int = 0):
+def _config(sampling: dict) -> DataConfig:
+    return CONFIG.model_copy(
+        update={"sampling": SamplingConfig(**{"samples_per_epoch": N_SAMPLES, **sampling})}
+    )
+
+
+def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int = 0, config=CONFIG):
     loader = create_train_loader(
         store,
-        CONFIG,
+        config,
         batch_size=4,
         num_workers=workers,
         rank=rank,
@@ -55,21 +61,26 @@ def _run(store, workers: int, rank: int, world: int, epoch: int = 0, start: int 
 # On a 2-core machine torch warns that 4 workers exceed its suggestion; that is the point here.
 @pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 @pytest.mark.parametrize("workers", [1, 2, 4])
-def test_worker_and_rank_counts_do_not_change_the_samples(serving_store, workers):
-    reference = _run(serving_store, 0, 0, 1)
+def test_worker_and_rank_counts_do_not_change_the_samples(sampler_store, workers):
+    _, store, sampling = sampler_store
+    config = _config(sampling)
+    reference = _run(store, 0, 0, 1, config=config)
     assert [s for s, _, _ in reference] == list(range(N_SAMPLES))
-    assert _run(serving_store, workers, 0, 1) == reference
-    ranks = [_run(serving_store, workers, r, 2) for r in (0, 1)]
+    assert len({x for _, x, _ in reference}) > 5  # the samples are not all alike
+    assert _run(store, workers, 0, 1, config=config) == reference
+    ranks = [_run(store, workers, r, 2, config=config) for r in (0, 1)]
     # Each rank's order is a fixed stride of the single-rank sequence: disjoint, complete.
     assert ranks[0] == reference[0::2]
     assert ranks[1] == reference[1::2]
     assert sorted(ranks[0] + ranks[1]) == sorted(reference)
 
 
-def test_resuming_at_sample_k_continues_the_sequence(serving_store):
-    full = _run(serving_store, 0, 1, 2, epoch=3)
-    assert _run(serving_store, 0, 1, 2, epoch=3, start=5) == full[5:]
-    assert _run(serving_store, 0, 1, 2, epoch=4) != full
+def test_resuming_at_sample_k_continues_the_sequence(sampler_store):
+    _, store, sampling = sampler_store
+    config = _config(sampling)
+    full = _run(store, 0, 1, 2, epoch=3, config=config)
+    assert _run(store, 0, 1, 2, epoch=3, start=5, config=config) == full[5:]
+    assert _run(store, 0, 1, 2, epoch=4, config=config) != full
 
 
 def test_rank_sampler_lengths_cover_uneven_totals():
@@ -85,7 +96,7 @@ def test_files_are_opened_once_per_recording_not_per_sample(serving_store):
     dataset = TrainWindows(serving_store, CONFIG)
     for i in range(N_SAMPLES):
         dataset[i]
-    assert 1 <= dataset.reader.opened <= int(dataset.index.eligible.sum())
+    assert 1 <= dataset.sampler.reader.opened <= int(dataset.index.eligible.sum())
 
 
 def test_robust_scaling_matches_the_stored_statistics(serving_store):
@@ -94,8 +105,8 @@ def test_robust_scaling_matches_the_stored_statistics(serving_store):
     sample = dataset.load(0, 5)
     store = Store(serving_store)
     info = store.recordings()[sample["recording"]]
-    spe = dataset.index.samples_per_epoch
-    start = sample["start_epoch"] * spe
+    spe = dataset.index.samples_per_segment
+    start = sample["start_segment"] * spe
     draw_rows = [
         r
         for r in range(len(info.channels))
@@ -111,9 +122,9 @@ def test_robust_scaling_matches_the_stored_statistics(serving_store):
     ]
     assert draw_rows and info.channels[draw_rows[0]].type == "EEG"
     assert sample["x"].dtype == np.float32
-    hyp = store.read_hypnogram(info)
+    hyp = store.read_segment_labels(info)
     np.testing.assert_array_equal(
-        sample["y"], hyp[sample["start_epoch"] : sample["start_epoch"] + 10]
+        sample["y"], hyp[sample["start_segment"] : sample["start_segment"] + 10]
     )
 
 
@@ -140,7 +151,7 @@ def test_eval_covers_every_night_epoch_and_channel_combination(serving_store):
     index = nights.index
     seen: dict[tuple[str, int], list[int]] = {}
     for chunk in nights:
-        assert chunk["x"].shape[1] == len(chunk["y"]) * index.samples_per_epoch
+        assert chunk["x"].shape[1] == len(chunk["y"]) * index.samples_per_segment
         assert chunk["x"].dtype == torch.float32
         seen.setdefault((chunk["recording"], chunk["combination"]), []).append(len(chunk["y"]))
         if chunk["recording"].startswith("synthetic-b/"):
@@ -151,7 +162,7 @@ def test_eval_covers_every_night_epoch_and_channel_combination(serving_store):
         assert len(combos) == (6 if index.has_groups[r] else 3)  # 3 EEG x 2 EOG
         for c in range(len(combos)):
             lengths = seen[(index.key(r), c)]
-            assert sum(lengths) == index.n_epochs[r]
+            assert sum(lengths) == index.n_segments[r]
             assert all(n == 16 for n in lengths[:-1])
 
 
@@ -174,5 +185,5 @@ def test_zarr_fallback_serves_the_same_windows(serving_store, monkeypatch):
     for i, x in enumerate(expected):
         np.testing.assert_array_equal(slow.load(0, i)["x"], x)
     assert not any(
-        isinstance(r, reader_module.LocalArrayReader) for r in slow.reader._open.values()
+        isinstance(r, reader_module.LocalArrayReader) for r in slow.sampler.reader._open.values()
     )

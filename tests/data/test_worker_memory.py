@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from medscale.data import SamplingConfig, WindowIndex, draw_window
+from medscale.tasks import SLEEP_STAGING
 
 from .fakes import fake_info
 
@@ -35,7 +36,7 @@ def test_forked_worker_does_not_copy_a_20000_recording_index():
     for k in range(20_000):
         infos.append(fake_info(k, 960, f"d{k % 4}", [("C4", "EEG"), ("E1", "EOG")]))
         hyps.append(rng.integers(0, 5, size=960).astype(np.int8))
-    index = WindowIndex(infos, hyps, SamplingConfig())
+    index = WindowIndex(infos, hyps, SamplingConfig(), task=SLEEP_STAGING)
     del infos, hyps
     assert index.nbytes > 90_000_000  # ~19 M epochs: a copy would show up plainly
     fork = multiprocessing.get_context("fork")

@@ -195,7 +195,7 @@ def test_dreams_ingests_all_eight_excerpts_at_their_own_rates(dreams_run):
     assert sorted(infos) == [f"excerpt{n}" for n in range(1, 9)]
     for rid, info in infos.items():
         rate_hz = _DREAMS_RATES_HZ.get(rid, 200.0)
-        assert info.n_epochs == 60
+        assert info.n_segments == 60
         assert info.n_samples == 60 * 30 * STORE_HZ
         assert not info.synthetic
         (channel,) = info.channels
@@ -219,11 +219,11 @@ def test_dreams_hypnograms_are_the_5s_scores_by_majority_with_rem_only_in_excerp
     n_mixed = 0
     for info in store.recordings("dreams"):
         expected, mixed = _dreams_30s_stages(source / f"Hypnogram_{info.recording_id}.txt")
-        np.testing.assert_array_equal(store.read_hypnogram(info), expected)
+        np.testing.assert_array_equal(store.read_segment_labels(info), expected)
         unit = next(u for u in report.units if u.recording_id == info.recording_id)
-        assert unit.stage_counts == info.stage_counts
-        assert info.stage_counts["REM"] == (5 if info.recording_id == "excerpt7" else 0)
-        assert info.stage_counts["UNKNOWN"] == 0  # no MT or unscored codes (SOURCES.md)
+        assert unit.stage_counts == info.class_counts
+        assert info.class_counts["REM"] == (5 if info.recording_id == "excerpt7" else 0)
+        assert info.class_counts["UNKNOWN"] == 0  # no MT or unscored codes (SOURCES.md)
         total.update(expected.tolist())
         n_mixed += mixed
     assert total[REM] == 5
@@ -278,9 +278,9 @@ def test_sleep_edf_sc_sample_stores_ten_wake_epochs_and_reports_the_trim(tmp_pat
     assert unit.status == "ingested"
     (info,) = store.recordings()
     assert (info.recording_id, info.subject, info.session) == ("SC4001", "SC400", "1")
-    assert info.n_epochs == 10
+    assert info.n_segments == 10
     assert info.channel_names == ["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal"]
-    assert info.stage_counts == {"W": 10, "N1": 0, "N2": 0, "N3": 0, "REM": 0, "UNKNOWN": 0}
+    assert info.class_counts == {"W": 10, "N1": 0, "N2": 0, "N3": 0, "REM": 0, "UNKNOWN": 0}
     # The hypnogram scores 24 h; the 5-min crop keeps 10 epochs, the rest is reported.
     n_scored = _hypnogram_epochs(SAMPLE_DIR / "SC4001EC-Hypnogram.edf")
     assert n_scored == 2880
@@ -344,7 +344,7 @@ def test_sleep_edf_st_pairs_the_st_layout_and_keeps_the_1hz_emg(sleep_edf_st_fol
     assert unit.files == ["ST7011J0-PSG.edf", "ST7011JP-Hypnogram.edf"]
     (info,) = store.recordings()
     assert (info.recording_id, info.subject, info.session) == ("ST7011", "ST701", "1")
-    assert info.n_epochs == 10
+    assert info.n_segments == 10
     assert info.channel_names == ["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal", "EMG submental"]
     emg = info.channels[3]
     assert (emg.type, emg.source_sfreq_hz) == ("EMG", 1.0)  # the store keeps the source rate
@@ -459,7 +459,7 @@ def test_hmc_synthetic_psg_with_the_real_scoring_is_cropped_to_lights_off_and_on
     (info,) = store.recordings()
     assert info.synthetic
     assert info.recording_id == info.subject == "SN001"
-    np.testing.assert_array_equal(store.read_hypnogram(info), stages[first:stop])
+    np.testing.assert_array_equal(store.read_segment_labels(info), stages[first:stop])
     kept = Counter(stages[first:stop].tolist())
     assert unit.stage_counts == {
         "W": kept[W], "N1": 109, "N2": 430, "N3": 23, "REM": 141, "UNKNOWN": 0,
@@ -566,8 +566,8 @@ def test_mitbih_synthetic_record_with_an_st_from_the_real_dump_is_ingested(share
     assert unit.files == ["slp02a.hea", "slp02a.st", "slp02a.dat"]
     (info,) = store.recordings()
     assert info.synthetic
-    np.testing.assert_array_equal(store.read_hypnogram(info), expected[:96])
-    assert info.stage_counts == {"W": 2, "N1": 4, "N2": 74, "N3": 7, "REM": 3, "UNKNOWN": 6}
+    np.testing.assert_array_equal(store.read_segment_labels(info), expected[:96])
+    assert info.class_counts == {"W": 2, "N1": 4, "N2": 74, "N3": 7, "REM": 3, "UNKNOWN": 6}
     assert unit.trim["epochs_dropped_end"] == 360 - 96
     assert info.channel_names == ["EEG O2-A1", "ECG"]
     assert [(c.source, c.source_sfreq_hz, c.unit) for c in info.channels] == [
@@ -701,8 +701,8 @@ def test_nsrr_shhs_and_mesa_layouts_map_channels_and_subjects(tmp_path):
     ]
     for info, stages in ((shhs, shhs_stages), (mesa, mesa_stages)):
         assert info.synthetic
-        np.testing.assert_array_equal(store.read_hypnogram(info), stages)
-        assert info.stage_counts == {
+        np.testing.assert_array_equal(store.read_segment_labels(info), stages)
+        assert info.class_counts == {
             "W": 6, "N1": 2, "N2": 18, "N3": 8, "REM": 6, "UNKNOWN": 0,
         }  # fmt: skip
     units = {u.recording_id: u for u in report.units}
@@ -802,8 +802,8 @@ def test_mne_generic_ingests_a_synthetic_fif_scored_by_a_real_yasa_hypnogram(sha
     assert stored_info.metadata["privacy"] == {"ids": "pseudonymize", "key_id": key.key_id}
     assert "name" not in stored_info.metadata["source_files"][0]
     assert stored_info.synthetic
-    np.testing.assert_array_equal(store.read_hypnogram(stored_info), stages)
-    assert stored_info.stage_counts == {
+    np.testing.assert_array_equal(store.read_segment_labels(stored_info), stages)
+    assert stored_info.class_counts == {
         "W": 36,
         "N1": 9,
         "N2": 31,
@@ -861,11 +861,17 @@ def test_dreams_edf_gives_the_text_adapters_hypnogram(shared_data, dreams_run, t
     _assert_every_file_accounted(report, source)
     (info,) = store.recordings()
     assert not info.synthetic
-    assert (info.recording_id, info.n_epochs, info.channel_names) == ("excerpt1", 60, ["EEG C3-A1"])
+    assert (info.recording_id, info.n_segments, info.channel_names) == (
+        "excerpt1",
+        60,
+        ["EEG C3-A1"],
+    )
     assert info.channels[0].source_sfreq_hz == 100.0
     _, text_store, _ = dreams_run
     text_info = text_store.recording("dreams", "excerpt1")
-    np.testing.assert_array_equal(store.read_hypnogram(info), text_store.read_hypnogram(text_info))
+    np.testing.assert_array_equal(
+        store.read_segment_labels(info), text_store.read_segment_labels(text_info)
+    )
     # The step is the EDF's own, unless the resampled trace would overflow int16 at that
     # step: excerpt1 is clipped at +-328 µV and the filter overshoots, which is reported.
     edf_step = (high - low) / 65535

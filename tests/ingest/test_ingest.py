@@ -28,8 +28,8 @@ def test_ingest_stores_every_night_with_report(synth_nights, tmp_path):
     assert [i.recording_id for i in infos] == ["synth-000", "synth-001", "synth-002"]
     for info, unit in zip(infos, report.units, strict=True):
         assert info.synthetic
-        assert info.n_epochs == 60
-        assert sum(info.stage_counts.values()) == 60 == sum(unit.stage_counts.values())
+        assert info.n_segments == 60
+        assert sum(info.class_counts.values()) == 60 == sum(unit.stage_counts.values())
         assert info.channel_names == load_dataset_spec("synthetic").kept_channels
         assert info.metadata["provenance"]["adapter"] == "synthetic"
         assert {f["role"] for f in info.metadata["source_files"]} == {"signals", "annotations"}
@@ -55,7 +55,7 @@ def test_hypnogram_in_store_matches_the_annotation_file(synth_nights, tmp_path):
     store = Store(tmp_path / "s")
     raw = read_hypnogram(synth_nights / "synth-001-Hypnogram.edf", "edf_annotations")
     expected = to_aasm(raw, load_label_map("aasm_sleep_stage")).stages
-    np.testing.assert_array_equal(store.read_hypnogram(store.recordings()[1]), expected)
+    np.testing.assert_array_equal(store.read_segment_labels(store.recordings()[1]), expected)
 
 
 def test_rerun_skips_what_is_up_to_date_and_redoes_what_changed(synth_nights, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from medscale.ingest import ingest
 from medscale.store import Store
 from medscale.synth import synthesize_nights
+from medscale.tasks import SLEEP_STAGING
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +107,9 @@ def test_kills_at_random_moments_never_corrupt_the_store(nights, clean_hash, tmp
         proc.wait()
         # A kill may come before or during the store's creation; the next run must still
         # open it, and every visible recording must read back whole.
-        reopened = Store.create(store)
+        reopened = Store.create(store, task=SLEEP_STAGING)
         for info in reopened.recordings():
-            assert reopened.read_hypnogram(info).shape == (info.n_epochs,)
+            assert reopened.read_segment_labels(info).shape == (info.n_segments,)
     ingest("synthetic", nights, store, progress=False)
     assert Store(store).content_hash() == clean_hash
 

@@ -81,10 +81,60 @@ def one_night_store(tmp_path_factory):
 
 def test_store_arrays_read_like_zarr(one_night_store):
     folder = one_night_store / "recordings" / "synthetic" / "synth-000"
-    for name in ("signals", "hypnogram", "stage_epochs"):
+    for name in ("signals", "segment_labels", "class_segments"):
         with LocalArrayReader(folder / name) as reader:
             expected = zarr.open_array(str(folder / name), mode="r")[:]
             np.testing.assert_array_equal(reader.read(), expected)
+
+
+VOLUME_SHAPE, VOLUME_CHUNK = (2, 20, 18, 17), (1, 8, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    """A sharded 4-D (channel, z, y, x) float32 array with partial edge chunks and an empty one."""
+    path = tmp_path_factory.mktemp("volume") / "volume"
+    data = np.random.default_rng(1).normal(size=VOLUME_SHAPE).astype(np.float32)
+    data[1, :8, :8, :8] = 0  # all fill value: left out of the shard
+    shards = tuple(-(-s // c) * c for s, c in zip(VOLUME_SHAPE, VOLUME_CHUNK, strict=True))
+    array = zarr.create_array(
+        str(path),
+        shape=data.shape,
+        dtype="float32",
+        chunks=VOLUME_CHUNK,
+        shards=shards,
+        compressors=(BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),),
+        fill_value=0,
+    )
+    array[:] = data
+    return path, data
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), cache=st.sampled_from([0, 100_000]))
+def test_random_nd_boxes_equal_zarr(volume, data, cache):
+    path, values = volume
+    start = [data.draw(st.integers(0, n)) for n in VOLUME_SHAPE]
+    stop = [data.draw(st.integers(a, n)) for a, n in zip(start, VOLUME_SHAPE, strict=True)]
+    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    with LocalArrayReader(path, cache_bytes=cache) as reader:
+        got = reader.read_box(start, stop)
+        again = reader.read_box(start, stop)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, zarr.open_array(str(path), mode="r")[box])
+    np.testing.assert_array_equal(again, values[box])
+
+
+def test_a_box_reads_only_the_chunks_it_overlaps(volume):
+    path, values = volume
+    with LocalArrayReader(path, cache_bytes=10**7) as reader:
+        got = reader.read_box((0, 8, 8, 8), (1, 16, 16, 16))  # exactly one inner chunk
+        assert list(reader._cache) == [(0, 1, 1, 1)]
+        np.testing.assert_array_equal(got, values[:1, 8:16, 8:16, 8:16])
+        with pytest.raises(StoreError, match="outside shape"):
+            reader.read_box((0, 0, 0, 0), (1, 21, 1, 1))
+        with pytest.raises(StoreError, match="use read_box"):
+            reader.read([0], 0, 1)
 
 
 def test_cache_stays_within_its_bound(sharded):

@@ -80,6 +80,13 @@ def _cmd_store_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store_migrate(args: argparse.Namespace) -> int:
+    from medscale.store.migrate import migrate_store
+
+    print(migrate_store(args.store).to_text())
+    return 0
+
+
 def _cmd_privacy_audit(args: argparse.Namespace) -> int:
     from medscale.privacy.audit import audit_store, identifiers_from_sources
     from medscale.store.store import Store
@@ -238,29 +245,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from medscale.io.stages import STAGE_NAMES
-    from medscale.predict import predict_recording
+    from medscale.predict import expand_sources, predict_many
     from medscale.predict.channels import parse_channel_overrides
 
-    result = predict_recording(
-        args.recording,
+    recordings = expand_sources(args.recordings)
+
+    def report_night(outcome) -> None:  # details for a single night; the table for many
+        if len(recordings) > 1 or outcome.status != "predicted":
+            return
+        print(f"{outcome.n_epochs} epochs staged from {outcome.channels}")
+        print("  ".join(f"{stage} {n}" for stage, n in outcome.stage_counts.items()))
+        for warning in outcome.warnings:
+            print(f"  warning: {warning}")
+
+    report = predict_many(
+        recordings,
         args.model,
         args.out,
         channels=parse_channel_overrides(args.channels),
-        reader_options={"sfreq_hz": args.source_hz} if args.source_hz is not None else None,
+        threads=args.threads,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+        on_night=report_night,
     )
-    used = "; ".join(
-        f"{group}: {', '.join(label for _, label in pairs)}"
-        for group, pairs in result.channels.items()
+    for outcome in report.outcomes:
+        if outcome.status == "failed":
+            print(f"  failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+    print(
+        f"{report.count('predicted')} predicted, {report.count('skipped')} already predicted "
+        f"with this model, {report.count('failed')} failed; summary: {report.summary}"
     )
-    counts = np.bincount(result.stages, minlength=5)
-    print(f"{len(result.stages)} epochs staged from {used}")
-    print("  ".join(f"{STAGE_NAMES[k]} {counts[k]}" for k in range(5)))
-    for warning in result.warnings:
-        print(f"  warning: {warning}")
-    print("wrote " + ", ".join(str(p) for p in vars(result.files).values()))
+    return 0 if report.ok else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from medscale.export import export_onnx
+
+    path = export_onnx(args.run, args.out)
+    print(f"wrote {path} and {path.name}.json (the run's processing)")
     return 0
 
 
@@ -406,11 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--ray-address", help="ray: cluster address (default: a local Ray)")
     ingest.set_defaults(func=_cmd_ingest)
 
-    store = command(sub, "store", help="inspect a store")
+    store = command(sub, "store", help="inspect or migrate a store")
     store_sub = store.add_subparsers(dest="action", required=True)
-    info = command(store_sub, "info", help="datasets, recordings, hours, stages, size")
+    info = command(store_sub, "info", help="datasets, recordings, hours, classes, size")
     info.add_argument("store")
     info.set_defaults(func=_cmd_store_info)
+    migrate = command(store_sub, "migrate", help="bring an older store to the current layout")
+    migrate.add_argument("store")
+    migrate.set_defaults(func=_cmd_store_migrate)
 
     privacy = command(sub, "privacy", help="privacy checks")
     privacy_sub = privacy.add_subparsers(dest="action", required=True)
@@ -473,11 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    predict = command(sub, "predict", help="hypnogram and hypnodensity for one recording")
+    predict = command(sub, "predict", help="hypnogram and hypnodensity for recordings")
     predict.add_argument(
-        "recording", help="a signal file (EDF/BDF, WFDB .hea, text .txt, anything MNE reads)"
+        "recordings",
+        nargs="+",
+        help="signal files (EDF/BDF, WFDB .hea, anything MNE reads), folders or glob patterns",
     )
-    predict.add_argument("--model", required=True, help="the training run folder")
+    predict.add_argument(
+        "--model", required=True, help="the training run folder, or a MODEL.onnx export"
+    )
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument(
         "--channels",
@@ -486,12 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP=LABEL",
         help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
     )
+    predict.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     predict.add_argument(
-        "--source-hz",
-        type=float,
-        help="sampling rate of a text signal (.txt holds values only), e.g. 200",
+        "--no-resume",
+        action="store_true",
+        help="predict again nights already predicted with this model",
     )
     predict.set_defaults(func=_cmd_predict)
+    export = command(sub, "export", help="a training run's model for deployment (ONNX)")
+    export.add_argument("run", help="the training run folder")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", help="the .onnx file to write (default: RUN/model.onnx)")
+    export.set_defaults(func=_cmd_export)
     campaign = command(sub, "campaign", help="many trials: sweeps, leave-one-out, k-fold, ...")
     campaign_sub = campaign.add_subparsers(dest="action", required=True)
 

@@ -1,4 +1,4 @@
-"""Serving: window index, deterministic samplers, processing, splits and torch loaders.
+"""Serving: indexes, deterministic samplers for every task, processing, splits, torch loaders.
 
 ``import medscale.data`` does not import torch; the torch classes (`TrainWindows`,
 `RankSampler`, `EvalNights`, `create_train_loader`) load it on first use.
@@ -17,10 +17,25 @@ from medscale.data.config import (
     SpectrogramConfig,
 )
 from medscale.data.evaluation import NightChunk, channel_combinations, iter_eval_nights
-from medscale.data.index import SUPPORTED_LAYOUT_VERSIONS, WindowIndex
+from medscale.data.index import SUPPORTED_LAYOUT_VERSIONS, RecordIndex, WindowIndex
 from medscale.data.processing import WindowProcessor
-from medscale.data.reader import SignalReader
-from medscale.data.sampling import WindowDraw, draw_window, sample_stream
+from medscale.data.reader import ArrayReader
+from medscale.data.samplers import (
+    ImageSampler,
+    PatchSampler,
+    Sampler,
+    WindowSampler,
+    make_sampler,
+)
+from medscale.data.sampling import (
+    RecordDraw,
+    WindowDraw,
+    draw_event_window,
+    draw_image,
+    draw_patch,
+    draw_window,
+    sample_stream,
+)
 from medscale.data.splits import (
     Split,
     SplitMismatchError,
@@ -34,15 +49,20 @@ _TORCH_NAMES = ("EvalNights", "RankSampler", "TrainWindows", "create_train_loade
 
 __all__ = [
     "SUPPORTED_LAYOUT_VERSIONS",
+    "ArrayReader",
     "AugmentConfig",
     "ChannelGroup",
     "DataConfig",
     "EvalNights",
+    "ImageSampler",
     "NightChunk",
+    "PatchSampler",
     "ProcessingConfig",
     "RankSampler",
+    "RecordDraw",
+    "RecordIndex",
+    "Sampler",
     "SamplingConfig",
-    "SignalReader",
     "SpectrogramConfig",
     "Split",
     "SplitMismatchError",
@@ -50,12 +70,17 @@ __all__ = [
     "WindowDraw",
     "WindowIndex",
     "WindowProcessor",
+    "WindowSampler",
     "channel_combinations",
     "create_train_loader",
+    "draw_event_window",
+    "draw_image",
+    "draw_patch",
     "draw_window",
     "iter_eval_nights",
     "load_split",
     "make_kfold_splits",
+    "make_sampler",
     "make_split",
     "sample_stream",
     "write_split",

@@ -39,12 +39,18 @@ class ChannelGroup(_Frozen):
 
 
 class SamplingConfig(_Frozen):
-    """The U-Sleep recipe: dataset, recording, stage, epoch of that stage, random shift.
+    """The U-Sleep recipe: dataset, recording, class, segment of that class, random shift.
 
     ``alpha`` weighs datasets by their share of recordings against uniform. A recording that
     lacks a channel group is left out of sampling (``missing_group="skip"``, the default) or
     gets an all-zero channel for that group (``"zeros"``). A recording shorter than
-    ``window_epochs`` raises (``short_recordings="raise"``) or is left out (``"skip"``).
+    ``window_epochs`` segments raises (``short_recordings="raise"``) or is left out
+    (``"skip"``). ``samples_per_epoch`` is the number of samples of one training pass.
+
+    Per task kind (`medscale.data.samplers`): segment classes draw a class uniformly among
+    those present (stage balancing); time events anchor a window on an event segment with
+    probability ``event_ratio``, on background otherwise; volumes cut ``patch_size`` (z, y, x)
+    patches centred on a foreground voxel with probability ``foreground_ratio``.
     """
 
     window_epochs: int = Field(35, ge=1)
@@ -56,12 +62,17 @@ class SamplingConfig(_Frozen):
     missing_group: Literal["skip", "zeros"] = "skip"
     short_recordings: Literal["raise", "skip"] = "raise"
     samples_per_epoch: int = Field(10_000, ge=1)
+    event_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    patch_size: tuple[int, int, int] = (32, 32, 32)
+    foreground_ratio: float = Field(0.33, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _unique_groups(self) -> SamplingConfig:
         names = [g.name for g in self.channel_groups]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"channel group names must be non-empty and unique, got {names}")
+        if min(self.patch_size) < 1:
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
         return self
 
 

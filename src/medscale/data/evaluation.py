@@ -10,7 +10,7 @@ import numpy as np
 
 from medscale.data.index import WindowIndex
 from medscale.data.processing import WindowProcessor
-from medscale.data.reader import SignalReader
+from medscale.data.reader import ArrayReader
 
 
 @dataclass(frozen=True)
@@ -50,22 +50,22 @@ def channel_combinations(index: WindowIndex, recording: int) -> list[tuple[int, 
 
 def iter_eval_nights(
     index: WindowIndex,
-    reader: SignalReader,
+    reader: ArrayReader,
     processor: WindowProcessor,
     chunk_epochs: int,
     recordings: np.ndarray | None = None,
 ) -> Iterator[NightChunk]:
     """Yield each night (in index order) × each combination × consecutive chunks."""
     rows_to_do = eval_recordings(index) if recordings is None else recordings
-    spe = index.samples_per_epoch
+    spe = index.samples_per_segment
     for r in rows_to_do:
         r = int(r)
-        n = int(index.n_epochs[r])
+        n = int(index.n_segments[r])
         combos = channel_combinations(index, r)
         used = sorted({row for combo in combos for row in combo if row >= 0})
         codes = reader.read(r, used, 0, n * spe)  # the whole night, once for all combinations
         where = {row: k for k, row in enumerate(used)}
-        hyp = index.hypnogram(r)
+        hyp = index.labels(r)
         key = index.key(r)
         for c, combo in enumerate(combos):
             picked = np.zeros((len(combo), n * spe), dtype=codes.dtype)

@@ -22,25 +22,21 @@ from medscale.data.config import DataConfig
 from medscale.data.evaluation import eval_recordings, iter_eval_nights
 from medscale.data.index import WindowIndex
 from medscale.data.processing import WindowProcessor
-from medscale.data.reader import SignalReader
-from medscale.data.sampling import draw_window
+from medscale.data.reader import ArrayReader
+from medscale.data.samplers import make_sampler
 from medscale.errors import SpecError
 from medscale.store.store import Store
 
 
-def _index_for(
-    store: Store | str, config: DataConfig, recordings: Iterable[str] | None
-) -> WindowIndex:
-    return WindowIndex.from_store(store, config.sampling, recordings)
-
-
 class TrainWindows(Dataset):
-    """Random training windows, U-Sleep style (see `medscale.data.sampling`).
+    """Training samples of the store's task (see `medscale.data.samplers`), U-Sleep style for
+    signals.
 
-    ``dataset[i]`` or ``dataset[(epoch, i)]`` returns a dict: ``x`` float32 (channels,
-    samples) (or (channels, epochs, freqs, frames) with a spectrogram), ``y`` int64
-    (window_epochs,) with UNKNOWN = -1, and ``recording``, ``start_epoch``, ``epoch``,
-    ``sample`` as int64 scalars. Reading opens files lazily in each worker and keeps them open.
+    ``dataset[i]`` or ``dataset[(epoch, i)]`` returns the sampler's dict with ``x`` and ``y``
+    as tensors and its integer facts (``recording``, ``epoch``, ``sample``, ...) as int64
+    scalars. For sleep: ``x`` float32 (channels, samples) (or (channels, segments, freqs,
+    frames) with a spectrogram), ``y`` int64 (window_epochs,) with UNKNOWN = -1. Reading opens
+    files lazily in each worker and keeps them open.
     """
 
     def __init__(
@@ -49,21 +45,20 @@ class TrainWindows(Dataset):
         config: DataConfig | None = None,
         *,
         recordings: Iterable[str] | None = None,
-        index: WindowIndex | None = None,
         augment: bool = True,
+        serve_codes: bool = False,
     ) -> None:
         self.config = config or DataConfig()
-        store_obj = store if isinstance(store, Store) else Store(store, read_only=True)
-        self.index = index or _index_for(store_obj, self.config, recordings)
-        self.reader = SignalReader(
-            store_obj.location,
-            self.index,
-            max_open=self.config.max_open_recordings,
-            cache_bytes=self.config.cache_bytes,
-        )
-        self.processor = WindowProcessor(self.index, self.config.processing)
-        self.augment = augment
+        self.sampler = make_sampler(store, self.config, recordings=recordings, augment=augment)
+        self.index = self.sampler.index
         self.epoch = 0
+        if serve_codes and not can_serve_codes(self.config, self.index.task.input_kind):
+            raise SpecError(
+                "serve_codes leaves scaling to the device, which has no band-pass or STFT and "
+                f"serves signals only: task {self.index.task.name!r}, processing "
+                f"{self.config.processing.model_dump()}; serve float32 instead"
+            )
+        self.serve_codes = serve_codes
 
     def __len__(self) -> int:
         return self.config.sampling.samples_per_epoch
@@ -73,41 +68,22 @@ class TrainWindows(Dataset):
         self.epoch = int(epoch)
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
-        """Sample ``sample`` of ``epoch`` as numpy arrays."""
-        draw, rng = draw_window(self.index, self.config.seed, epoch, sample)
-        L = self.config.sampling.window_epochs
-        spe = self.index.samples_per_epoch
-        start, stop = draw.start_epoch * spe, (draw.start_epoch + L) * spe
-        valid = [r for r in draw.rows if r >= 0]
-        codes = self.reader.read(draw.recording, valid, start, stop)
-        if len(valid) != len(draw.rows):
-            full = np.zeros((len(draw.rows), stop - start), dtype=codes.dtype)
-            full[[k for k, r in enumerate(draw.rows) if r >= 0]] = codes
-            codes = full
-        x = self.processor.scale(codes, draw.recording, draw.rows)
-        if self.augment:
-            x = self.processor.augment(x, rng)
-        if self.config.processing.spectrogram is not None:
-            x = self.processor.spectrogram(x, L)
-        hyp = self.index.hypnogram(draw.recording)
-        return {
-            "x": x,
-            "y": hyp[draw.start_epoch : draw.start_epoch + L].astype(np.int64),
-            "recording": draw.recording,
-            "start_epoch": draw.start_epoch,
-            "epoch": epoch,
-            "sample": sample,
-        }
+        """Sample ``sample`` of ``epoch`` as numpy arrays (int16 codes and their scaling with
+        ``serve_codes``: see `scale_on_device`)."""
+        if self.serve_codes:
+            return self.sampler.load_codes(epoch, sample)
+        return self.sampler.load(epoch, sample)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, sample = (self.epoch, key) if isinstance(key, int | np.integer) else key
         if not 0 <= sample < len(self):
             raise IndexError(f"sample {sample} is outside 0..{len(self) - 1}")
         out = self.load(int(epoch), int(sample))
-        out["x"] = torch.from_numpy(out["x"])
-        out["y"] = torch.from_numpy(out["y"])
-        for name in ("recording", "start_epoch", "epoch", "sample"):
-            out[name] = torch.tensor(out[name], dtype=torch.int64)
+        for name, value in out.items():
+            if isinstance(value, np.ndarray):
+                out[name] = torch.from_numpy(value)
+            else:
+                out[name] = torch.tensor(value, dtype=torch.int64)
         return out
 
 
@@ -180,7 +156,7 @@ class EvalNights(IterableDataset):
             sampling = sampling.model_copy(update={"short_recordings": "skip"})
             index = WindowIndex.from_store(store_obj, sampling, recordings, for_training=False)
         self.index = index
-        self.reader = SignalReader(
+        self.reader = ArrayReader(
             store_obj.location, self.index, max_open=self.config.max_open_recordings
         )
         self.processor = WindowProcessor(self.index, self.config.processing)
@@ -205,6 +181,34 @@ class EvalNights(IterableDataset):
             }
 
 
+def can_serve_codes(config: DataConfig, input_kind: str) -> bool:
+    """Whether ``serve_codes`` works for this processing and task: signals, scaled and
+    clipped only (a band-pass or an STFT needs the float32 signal in the worker)."""
+    processing = config.processing
+    return (
+        input_kind == "signals"
+        and processing.bandpass_hz is None
+        and processing.spectrogram is None
+    )
+
+
+def scale_on_device(batch: dict[str, Any], device: Any, clip: float | None) -> torch.Tensor:
+    """A batch served with ``serve_codes`` as the model input ``x`` on ``device``: int16
+    codes cross from the workers (half the bytes of float32) and are scaled here. The same
+    float32 operations in the same order as `WindowProcessor.scale` and ``augment`` (multiply,
+    subtract, clip, zero), so the result equals the float32 path bit for bit."""
+    x = batch["codes"].to(device, non_blocking=True).float()
+    x.mul_(batch["gain"].to(device)[..., None])
+    x.sub_(batch["offset"].to(device)[..., None])
+    if clip is not None:
+        x.clamp_(-clip, clip)
+    x.masked_fill_(~batch["keep"].to(device)[..., None], 0.0)
+    for k, (start, length) in enumerate(batch["erase"].tolist()):
+        if length:
+            x[k, :, start : start + length] = 0.0
+    return x
+
+
 def create_train_loader(
     store: Store | str,
     config: DataConfig | None = None,
@@ -216,14 +220,17 @@ def create_train_loader(
     epoch: int = 0,
     start: int = 0,
     recordings: Iterable[str] | None = None,
+    serve_codes: bool = False,
     **loader_options: Any,
 ) -> DataLoader:
     """A DataLoader over `TrainWindows` with a `RankSampler` (``loader.sampler``).
 
     Call ``loader.sampler.set_epoch(e)`` each epoch. The batches are the same for any
     ``num_workers``; ``start`` resumes after this rank's first ``start`` samples.
+    ``serve_codes`` yields int16 codes to scale with `scale_on_device` (fewer bytes through
+    the workers' shared memory, which is what limits a worker's rate).
     """
-    dataset = TrainWindows(store, config, recordings=recordings)
+    dataset = TrainWindows(store, config, recordings=recordings, serve_codes=serve_codes)
     sampler = RankSampler(len(dataset), rank=rank, world_size=world_size, epoch=epoch, start=start)
     if num_workers > 0:
         loader_options.setdefault("persistent_workers", True)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from medscale.evaluate.metrics import soft_vote
+from medscale.tasks import Task
 
 
 def masked_cross_entropy(logits: Any, y: Any) -> Any:
@@ -27,6 +28,19 @@ def masked_cross_entropy(logits: Any, y: Any) -> Any:
     scored = y >= 0
     picked = logp.gather(1, y.clamp(min=0).unsqueeze(1)).squeeze(1)
     return -(picked * scored).sum() / scored.sum().clamp(min=1)
+
+
+def binary_cross_entropy(logits: Any, y: Any) -> Any:
+    """Mean binary cross-entropy of independent classes (multi-label), from logits."""
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float())
+
+
+def task_loss(task: Task) -> Callable[[Any, Any], Any]:
+    """The training loss ``(logits, targets) -> scalar`` that ``task.loss`` names."""
+    losses = {"cross_entropy": masked_cross_entropy, "binary_cross_entropy": binary_cross_entropy}
+    return losses[task.loss]
 
 
 @dataclass

@@ -26,7 +26,7 @@ from medscale.io.signals import list_signal_labels, read_signals
 from medscale.io.stages import STAGE_NAMES, UNKNOWN, W, load_label_map
 from medscale.privacy.demographics import demographics
 from medscale.store.layout import ChannelInfo
-from medscale.store.store import RecordingArrays
+from medscale.store.store import Record
 
 INT16_MAX = 32767
 _CHANNEL_TYPES = ("EEG", "EOG", "EMG", "ECG", "RESP", "SPO2", "POS", "TEMP")
@@ -47,7 +47,7 @@ class Trim:
 class Converted:
     """A converted recording and the facts the QC report lists about it."""
 
-    arrays: RecordingArrays
+    record: Record
     channels_found: list[str]
     channels_missing: list[str]
     source_duration_s: float
@@ -296,7 +296,7 @@ def convert_unit(
     spec: DatasetSpec,
     *,
     sfreq_hz: float,
-    epoch_length_s: float,
+    segment_s: float,
     source_digest: str,
     config_hash: str,
     provenance: dict[str, Any],
@@ -331,7 +331,7 @@ def convert_unit(
             f"(synthetic: {spec.synthetic}); synthetic and real data are never mixed"
         )
     warnings = list(recording.warnings) + list(raw.warnings)
-    hypnogram = to_aasm(raw, load_label_map(spec.annotations.label_map), epoch_length_s)
+    hypnogram = to_aasm(raw, load_label_map(spec.annotations.label_map), segment_s)
     file_labels = available if available is not None else list(recording.labels)
     groups = dict(unit.groups)
     mapped, missing = _map_channels(spec, recording, file_labels, groups)
@@ -347,8 +347,8 @@ def convert_unit(
             )
     source_duration_s = min(sig.duration_s for _, sig, _ in mapped)
     first, stop, trim = _align(spec, hypnogram, source_duration_s)
-    n_samples = round((stop - first) * epoch_length_s * sfreq_hz)
-    start_sample = round((hypnogram.onset_s + first * epoch_length_s) * sfreq_hz)
+    n_samples = round((stop - first) * segment_s * sfreq_hz)
+    start_sample = round((hypnogram.onset_s + first * segment_s) * sfreq_hz)
 
     codes = np.empty((len(mapped), n_samples), dtype=np.int16)
     channels: list[ChannelInfo] = []
@@ -373,15 +373,14 @@ def convert_unit(
         "start_time_of_day": recording.start.time().isoformat() if recording.start else None,
         "warnings": warnings,
     }
-    arrays = RecordingArrays(
+    record = Record(
         dataset=unit.dataset,
         recording_id=unit.recording_id,
         subject=unit.subject,
         session=unit.session,
         sfreq_hz=sfreq_hz,
-        epoch_length_s=epoch_length_s,
-        signals=codes,
-        hypnogram=stages,
+        segment_s=segment_s,
+        arrays={"signals": codes, "segment_labels": stages},
         channels=channels,
         source_hash=source_digest,
         config_hash=config_hash,
@@ -389,7 +388,7 @@ def convert_unit(
         metadata=metadata,
     )
     return Converted(
-        arrays=arrays,
+        record=record,
         channels_found=file_labels,
         channels_missing=missing,
         source_duration_s=source_duration_s,

@@ -33,8 +33,9 @@ from medscale.ingest.plan import IngestUnit, plan_ingest
 from medscale.ingest.report import IngestReport, UnitReport
 from medscale.privacy.pseudonyms import KEY_ENV, KEY_FILE_ENV, PseudonymKey, scrub
 from medscale.privacy.secrets import mask_credentials
-from medscale.store.layout import DEFAULT_SFREQ_HZ, EPOCH_LENGTH_S
+from medscale.store.layout import DEFAULT_SFREQ_HZ, SLEEP_SEGMENT_S
 from medscale.store.store import Store
+from medscale.tasks import SLEEP_STAGING
 
 # Bump when the conversion changes what is stored, so reruns re-ingest.
 CONVERTER_VERSION = 1
@@ -48,10 +49,10 @@ class IngestConfig:
     """Processing parameters that decide what is stored; their hash is in every recording."""
 
     sfreq_hz: float = DEFAULT_SFREQ_HZ
-    epoch_length_s: float = EPOCH_LENGTH_S
+    segment_s: float = SLEEP_SEGMENT_S
 
     def config_hash(self, spec: DatasetSpec) -> str:
-        text = f"{spec.config_hash()}|{self.sfreq_hz}|{self.epoch_length_s}|{CONVERTER_VERSION}"
+        text = f"{spec.config_hash()}|{self.sfreq_hz}|{self.segment_s}|{CONVERTER_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -167,8 +168,8 @@ def _ingest_unit(
             and existing.config_hash == config_hash
         ):
             report.status, report.reason = "skipped", "already in the store, same source and config"
-            report.stage_counts = existing.stage_counts
-            report.stored_duration_s = existing.n_epochs * existing.epoch_length_s
+            report.stage_counts = existing.class_counts
+            report.stored_duration_s = existing.n_segments * config.segment_s
             return report
         provenance: dict[str, Any] = {
             "source_files": files,
@@ -183,7 +184,7 @@ def _ingest_unit(
             unit,
             spec,
             sfreq_hz=config.sfreq_hz,
-            epoch_length_s=config.epoch_length_s,
+            segment_s=config.segment_s,
             source_digest=digest,
             config_hash=config_hash,
             provenance=provenance,
@@ -193,15 +194,16 @@ def _ingest_unit(
         report.reason = f"{type(exc).__name__}: {exc}"
         return report
     report.channels_found = converted.channels_found
-    report.channels_kept = [c.name for c in converted.arrays.channels]
+    report.channels_kept = [c.name for c in converted.record.channels]
     report.channels_missing = converted.channels_missing
     report.source_duration_s = converted.source_duration_s
-    report.stored_duration_s = len(converted.arrays.hypnogram) * config.epoch_length_s
-    report.stage_counts = stage_counts(converted.arrays.hypnogram)
+    stages = converted.record.arrays["segment_labels"]
+    report.stored_duration_s = len(stages) * config.segment_s
+    report.stage_counts = stage_counts(stages)
     report.trim = converted.trim.__dict__
     report.warnings = converted.warnings
     try:
-        Store(store_location).write_recording(converted.arrays)
+        Store(store_location).write_record(converted.record)
     except OSError as exc:
         if exc.errno in _STORE_ERRNOS:
             raise StoreWriteFailed(
@@ -236,7 +238,7 @@ def ingest(
     spec_obj = spec if isinstance(spec, DatasetSpec) else load_dataset_spec(spec)
     source_root = Path(source)
     plan = plan_ingest(spec_obj, source_root)
-    store_obj = Store.create(store)
+    store_obj = Store.create(store, task=SLEEP_STAGING)
     _check_same_key(store_obj, spec_obj, plan.key)
     key_id = plan.key.key_id if plan.key is not None else None
     report = IngestReport(

@@ -74,7 +74,8 @@ def read_signals(
     if reader == "text" and "sfreq_hz" not in options:
         raise SpecError(
             f"{path}: a text signal (one value per line) does not record its sampling rate; "
-            "give it: `medscale predict --source-hz HZ`, `sfreq_hz=` in Python, or "
+            "give it: `reader_options={'sfreq_hz': HZ}` to `predict_recording`, `sfreq_hz=` "
+            "to `read_signals`, or "
             "`signals: {options: {sfreq_hz: HZ}}` in a dataset spec (as the `dreams` spec "
             f"does). Formats that carry their rate: {ACCEPTED_FORMATS}"
         )

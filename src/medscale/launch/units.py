@@ -43,7 +43,7 @@ def job_document(
         "source": str(Path(job.source_root).resolve()),
         "store": job.store_location,
         "sfreq_hz": job.config.sfreq_hz,
-        "epoch_length_s": job.config.epoch_length_s,
+        "segment_s": job.config.segment_s,
         "overwrite": job.overwrite,
         "key_id": job.key_id,
         "tasks": tasks,
@@ -70,7 +70,7 @@ def run_task(job_file: str | Path, task: int) -> int:
         spec,
         doc["store"],
         Path(doc["source"]),
-        IngestConfig(doc["sfreq_hz"], doc["epoch_length_s"]),
+        IngestConfig(doc["sfreq_hz"], doc["segment_s"]),
         doc["overwrite"],
         key_id,
     )

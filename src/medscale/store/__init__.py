@@ -1,15 +1,19 @@
-"""The standard chunked store: layout, writer, reader, summary."""
+"""The standard chunked store: layout, writer, reader, migration, summary."""
 
-from medscale.store.layout import LAYOUT_VERSION, ChannelInfo, RecordingInfo
-from medscale.store.store import RecordingArrays, Store
+from medscale.store.layout import LAYOUT_VERSION, ArrayInfo, ChannelInfo, RecordingInfo
+from medscale.store.migrate import MigrationReport, migrate_store
+from medscale.store.store import Record, Store
 from medscale.store.summary import StoreSummary, summarize_store
 
 __all__ = [
     "LAYOUT_VERSION",
+    "ArrayInfo",
     "ChannelInfo",
-    "RecordingArrays",
+    "MigrationReport",
+    "Record",
     "RecordingInfo",
     "Store",
     "StoreSummary",
+    "migrate_store",
     "summarize_store",
 ]

@@ -1,7 +1,7 @@
 """`LocalArrayReader`: read a local Zarr v3 array by byte range, without zarr-python.
 
 zarr-python spends ~5 ms per window read in its call machinery, while decoding the chunks of a
-35-epoch window takes well under 0.1 ms. A sampler that needs thousands of windows per second
+35-segment window takes well under 0.1 ms. A sampler that needs thousands of windows per second
 reads the files itself: it parses the array's ``zarr.json`` once, reads the shard index once,
 keeps the file open and ``os.pread``-s only the inner chunks a window needs, then decodes them
 with numcodecs. Every layout detail (shapes, codecs, index location, key encoding) comes from
@@ -11,16 +11,20 @@ so that callers fall back to zarr-python.
 Supported: regular chunk grids; either a ``sharding_indexed`` codec whose inner codecs are
 ``bytes`` plus at most one of blosc / zstd / gzip and whose index codecs are ``bytes`` plus an
 optional ``crc32c``; or no sharding with the same plain codec chain; ``default`` or ``v2`` chunk
-key encoding; 1-D and 2-D arrays. Not thread-safe (one reader per process or thread).
+key encoding; arrays of any number of dimensions (`LocalArrayReader.read_box` reads an N-D box;
+`LocalArrayReader.read` is the fast path for rows of a 1-D or 2-D array). Not thread-safe (one
+reader per process or thread).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +76,12 @@ def _plain_chain(
 
 
 class LocalArrayReader:
-    """A local Zarr v3 array (1-D or 2-D), read by byte range.
+    """A local Zarr v3 array of any number of dimensions, read by byte range.
 
-    ``read(rows, start, stop)`` returns ``array[rows, start:stop]`` (``start:stop`` for 1-D)
-    with the array's own dtype, exactly as zarr-python would. File handles stay open until
-    `close`. Decoded chunks are kept in an LRU cache of at most ``cache_bytes``.
+    ``read_box(start, stop)`` returns ``array[start[0]:stop[0], ...]``; for 1-D and 2-D arrays
+    ``read(rows, start, stop)`` returns ``array[rows, start:stop]`` (``start:stop`` for 1-D).
+    Both give the array's own dtype, exactly as zarr-python would. File handles stay open
+    until `close`. Decoded chunks are kept in an LRU cache of at most ``cache_bytes``.
     """
 
     def __init__(self, path: str | Path, *, cache_bytes: int = 0) -> None:
@@ -91,16 +96,14 @@ class LocalArrayReader:
             raise UnsupportedLayoutError(f"{where}: not a Zarr v3 array")
         if meta.get("storage_transformers"):
             raise UnsupportedLayoutError(f"{where}: storage transformers are not supported")
-        shape = tuple(int(s) for s in meta["shape"])
-        if len(shape) not in (1, 2):
-            raise UnsupportedLayoutError(f"{where}: {len(shape)}-D arrays are not supported")
-        self.ndim = len(shape)
-        self.shape: tuple[int, int] = (1, shape[0]) if self.ndim == 1 else (shape[0], shape[1])
+        self.shape: tuple[int, ...] = tuple(int(s) for s in meta["shape"])
+        self.ndim = len(self.shape)
+        if self.ndim == 0:
+            raise UnsupportedLayoutError(f"{where}: 0-D arrays are not supported")
         grid = meta.get("chunk_grid", {})
         if grid.get("name") != "regular":
             raise UnsupportedLayoutError(f"{where}: chunk grid {grid.get('name')!r}")
-        outer = tuple(int(s) for s in grid["configuration"]["chunk_shape"])
-        self._outer = (1, outer[0]) if self.ndim == 1 else (outer[0], outer[1])
+        self._outer = tuple(int(s) for s in grid["configuration"]["chunk_shape"])
         self._key_encoding(meta.get("chunk_key_encoding", {}), where)
         try:
             self.dtype = np.dtype(meta["data_type"])
@@ -110,8 +113,7 @@ class LocalArrayReader:
         codecs = meta.get("codecs", [])
         if len(codecs) == 1 and codecs[0].get("name") == "sharding_indexed":
             cfg = codecs[0]["configuration"]
-            inner = tuple(int(s) for s in cfg["chunk_shape"])
-            self._inner = (1, inner[0]) if self.ndim == 1 else (inner[0], inner[1])
+            self._inner = tuple(int(s) for s in cfg["chunk_shape"])
             if any(o % i for o, i in zip(self._outer, self._inner, strict=True)):
                 raise UnsupportedLayoutError(f"{where}: shard shape is not a multiple of chunks")
             endian, self._codec = _plain_chain(cfg.get("codecs", []), where)
@@ -131,10 +133,11 @@ class LocalArrayReader:
             endian, self._codec = _plain_chain(codecs, where)
             self._sharded = False
         self._chunk_dtype = self.dtype.newbyteorder("<" if endian == "little" else ">")
-        self._per_shard = (self._outer[0] // self._inner[0], self._outer[1] // self._inner[1])
-        self._files: dict[tuple[int, int], int | None] = {}  # shard -> fd (None: absent)
-        self._indexes: dict[tuple[int, int], np.ndarray] = {}
-        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._per_shard = tuple(o // i for o, i in zip(self._outer, self._inner, strict=True))
+        self._chunk_size = math.prod(self._inner)
+        self._files: dict[tuple[int, ...], int | None] = {}  # shard -> fd (None: absent)
+        self._indexes: dict[tuple[int, ...], np.ndarray] = {}
+        self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._cache_limit = max(int(cache_bytes), 0)
         self._cache_used = 0
         self._scratch: np.ndarray | None = None
@@ -149,12 +152,11 @@ class LocalArrayReader:
         else:
             raise UnsupportedLayoutError(f"{where}: chunk key encoding {name!r}")
 
-    def _chunk_file(self, shard: tuple[int, int]) -> Path:
-        coords = [str(c) for c in (shard if self.ndim == 2 else shard[1:])]
-        key = self._sep.join(self._prefix + coords)
+    def _chunk_file(self, shard: tuple[int, ...]) -> Path:
+        key = self._sep.join(self._prefix + [str(c) for c in shard])
         return self.path / key
 
-    def _fd(self, shard: tuple[int, int]) -> int | None:
+    def _fd(self, shard: tuple[int, ...]) -> int | None:
         if shard not in self._files:
             try:
                 self._files[shard] = os.open(self._chunk_file(shard), os.O_RDONLY)
@@ -162,10 +164,10 @@ class LocalArrayReader:
                 self._files[shard] = None  # never written: all fill value
         return self._files[shard]
 
-    def _shard_index(self, shard: tuple[int, int], fd: int) -> np.ndarray:
+    def _shard_index(self, shard: tuple[int, ...], fd: int) -> np.ndarray:
         index = self._indexes.get(shard)
         if index is None:
-            n = self._per_shard[0] * self._per_shard[1]
+            n = math.prod(self._per_shard)
             nbytes = 16 * n + (4 if self._index_checksum else 0)
             offset = os.fstat(fd).st_size - nbytes if self._index_at_end else 0
             raw = os.pread(fd, nbytes, offset)
@@ -189,23 +191,27 @@ class LocalArrayReader:
             out = np.frombuffer(self._codec.decode(data), dtype=self._chunk_dtype)
         else:  # no cache: decode into one reused buffer, no fresh pages per chunk
             if self._scratch is None:
-                self._scratch = np.empty(self._inner[0] * self._inner[1], self._chunk_dtype)
+                self._scratch = np.empty(self._chunk_size, self._chunk_dtype)
             out = self._codec.decode(data, out=self._scratch)
             out = np.frombuffer(out, dtype=self._chunk_dtype)
         return out.astype(self.dtype, copy=False).reshape(self._inner)
 
-    def _chunk(self, row_chunk: int, col_chunk: int) -> np.ndarray | None:
-        """The decoded inner chunk at grid position (row_chunk, col_chunk); None when empty."""
-        key = (row_chunk, col_chunk)
+    def _chunk(self, key: tuple[int, ...]) -> np.ndarray | None:
+        """The decoded inner chunk at grid position ``key``; None when never written."""
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        shard = (row_chunk // self._per_shard[0], col_chunk // self._per_shard[1])
+        per_shard = self._per_shard
+        if len(key) == 2:  # the signal rows' hot path: no generator per chunk
+            shard = (key[0] // per_shard[0], key[1] // per_shard[1])
+            local = (key[0] % per_shard[0], key[1] % per_shard[1])
+        else:
+            shard = tuple(k // p for k, p in zip(key, per_shard, strict=True))
+            local = tuple(k % p for k, p in zip(key, per_shard, strict=True))
         fd = self._fd(shard)
         if fd is None:
             return None
         if self._sharded:
-            local = (row_chunk % self._per_shard[0], col_chunk % self._per_shard[1])
             offset, nbytes = self._shard_index(shard, fd)[local]
             if offset == _EMPTY and nbytes == _EMPTY:
                 return None
@@ -224,10 +230,15 @@ class LocalArrayReader:
     def read(
         self, rows: list[int] | None = None, start: int = 0, stop: int | None = None
     ) -> np.ndarray:
-        """``array[rows, start:stop]`` as a new array (``array[start:stop]`` for 1-D)."""
+        """``array[rows, start:stop]`` of a 2-D array, ``array[start:stop]`` of a 1-D one."""
+        if self.ndim == 1:
+            stop = self.shape[0] if stop is None else stop
+            return self.read_box((start,), (stop,))
+        if self.ndim != 2:
+            raise StoreError(f"{self.path}: read() takes rows of a 1-D or 2-D array; use read_box")
         n_rows, n_cols = self.shape
         stop = n_cols if stop is None else stop
-        rows = list(range(n_rows)) if rows is None or self.ndim == 1 else list(rows)
+        rows = list(range(n_rows)) if rows is None else list(rows)
         if not 0 <= start <= stop <= n_cols or any(not 0 <= r < n_rows for r in rows):
             raise StoreError(
                 f"{self.path}: read of rows {rows}, {start}:{stop} is outside shape {self.shape}"
@@ -239,14 +250,44 @@ class LocalArrayReader:
             for col_chunk in range(first, last):
                 lo = max(start, col_chunk * inner_cols)
                 hi = min(stop, (col_chunk + 1) * inner_cols)
-                chunk = self._chunk(row // inner_rows, col_chunk)
+                chunk = self._chunk((row // inner_rows, col_chunk))
                 dst = out[i, lo - start : hi - start]
                 if chunk is None:
                     dst[:] = self.fill_value
                 else:
                     base = col_chunk * inner_cols
                     dst[:] = chunk[row % inner_rows, lo - base : hi - base]
-        return out[0] if self.ndim == 1 else out
+        return out
+
+    def read_box(self, start: Sequence[int], stop: Sequence[int]) -> np.ndarray:
+        """``array[start[0]:stop[0], start[1]:stop[1], ...]``, reading only the inner chunks
+        that overlap the box."""
+        start, stop = tuple(int(s) for s in start), tuple(int(s) for s in stop)
+        if (
+            len(start) != self.ndim
+            or len(stop) != self.ndim
+            or any(not 0 <= a <= b <= n for a, b, n in zip(start, stop, self.shape, strict=True))
+        ):
+            raise StoreError(f"{self.path}: box {start}:{stop} is outside shape {self.shape}")
+        out = np.empty([b - a for a, b in zip(start, stop, strict=True)], dtype=self.dtype)
+        if out.size == 0:
+            return out
+        spans = [
+            range(a // c, math.ceil(b / c))
+            for a, b, c in zip(start, stop, self._inner, strict=True)
+        ]
+        for key in itertools.product(*spans):
+            src, dst = [], []
+            for k, a, b, c in zip(key, start, stop, self._inner, strict=True):
+                lo, hi = max(a, k * c), min(b, (k + 1) * c)
+                src.append(slice(lo - k * c, hi - k * c))
+                dst.append(slice(lo - a, hi - a))
+            chunk = self._chunk(key)
+            if chunk is None:
+                out[tuple(dst)] = self.fill_value
+            else:
+                out[tuple(dst)] = chunk[tuple(src)]
+        return out
 
     def close(self) -> None:
         for fd in self._files.values():

@@ -2,6 +2,7 @@
 
 `synthesize_nights` writes EDF+ nights whose hypnograms come from a Markov model fitted to real
 scorings (`sample_hypnogram`) and whose signals follow the stages (`synthesize_psg`).
+`medscale.synth.toy` writes toy stores for tasks beyond sleep (events, images, volumes).
 """
 
 from medscale.synth.hypnogram_model import (
@@ -11,6 +12,7 @@ from medscale.synth.hypnogram_model import (
 )
 from medscale.synth.nights import MANIFEST_NAME, SynthNight, subject_id, synthesize_nights
 from medscale.synth.signals import ChannelSpec, channel_specs, synthesize_psg
+from medscale.synth.toy import write_toy_event_store, write_toy_image_store, write_toy_volume_store
 
 __all__ = [
     "MANIFEST_NAME",
@@ -23,4 +25,7 @@ __all__ = [
     "subject_id",
     "synthesize_nights",
     "synthesize_psg",
+    "write_toy_event_store",
+    "write_toy_image_store",
+    "write_toy_volume_store",
 ]
