@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import shutil
-import time
 
 import pytest
 
@@ -277,17 +276,12 @@ def test_end_to_end_usleep_small_on_a_synthetic_store(train_store, tmp_path):
             batch_size=4,
         )
     )
-    t0 = time.perf_counter()
     result = train(config, train_store, tmp_path / "run", progress=False)
-    elapsed = time.perf_counter() - t0
     assert result.finished and result.step == 24
     vals = [r for r in read_records(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "val"]
     assert [v["step"] for v in vals] == [12, 24] and vals[-1]["n_epochs"] == 60
     losses = [r["loss"] for r in read_records(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert losses[-1] < losses[0]  # it learns something
-    print(f"usleep-small: {result.steps_per_second:.2f} steps/s, {elapsed:.1f} s in all")
-    # ~10 s on an idle 2-core CPU; the bound only catches a runaway on a shared, busy machine.
-    assert elapsed < 120
 
 
 @pytest.mark.slow

@@ -143,11 +143,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 f"[{row['kappa_low']:.3f}, {row['kappa_high']:.3f}]  accuracy "
                 f"{row['accuracy']:.3f}  ({row['n_recordings']} nights)"
             )
+        print(_night_roles_text(result.night_roles))
         print(f"evaluation report: {result.evaluation_files['report.html']}")
         print(f"prediction: {result.prediction_files.png} (and .csv, .edf, hypnodensity)")
     for note in result.notes:
         print(f"note: {note}")
     return 0 if result.ok else 1
+
+
+def _night_roles_text(roles: dict[str, str]) -> str:
+    """How many nights of each dataset went where; every night not evaluated by name."""
+    from collections import Counter
+
+    counts = Counter((key.split("/", 1)[0], role.split(":")[0]) for key, role in roles.items())
+    lines = [f"every stored night ({len(roles)}):"]
+    for dataset in sorted({d for d, _ in counts}):
+        parts = [f"{n} {role}" for (d, role), n in sorted(counts.items()) if d == dataset]
+        lines.append(f"  {dataset}: {', '.join(parts)}")
+    lines += [f"  {key}: {role}" for key, role in roles.items() if "not evaluated" in role]
+    return "\n".join(lines)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -214,6 +228,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else None,
         baselines=tuple(args.baseline),
         wake_margin_min=args.wake_margin_min,
+        progress=not args.quiet,
     )
     print(result.trimming_statement())
     for key, reason in result.not_evaluated.items():
@@ -549,7 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except MedscaleError as exc:
+    except (MedscaleError, OSError) as exc:
+        # OSError: a path the user gave cannot be read or written (missing, no permission, disk
+        # full); its message names the path. Other exceptions are bugs and keep their traceback.
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

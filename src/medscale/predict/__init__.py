@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,19 +100,25 @@ def predict_recording(
     *,
     channels: dict[str, list[str]] | None = None,
     reader: str = "auto",
+    reader_options: dict[str, Any] | None = None,
     threads: int | None = None,
 ) -> PredictionResult:
     """Stage ``path`` with ``model`` (a training run folder, an exported ``.onnx`` file or a
     loaded `StagingModel`); write into ``out_dir``.
 
-    ``channels`` overrides the automatic choice per channel group (``{"eeg": ["C3"]}``).
+    ``channels`` overrides the automatic choice per channel group (``{"eeg": ["C3"]}``);
+    ``reader_options`` go to the signal reader (a text signal needs ``{"sfreq_hz": ...}``).
     """
     staging = (
         model if not isinstance(model, str | Path) else load_staging_model(model, threads=threads)
     )
     path = Path(path)
     night = read_night(
-        path, staging.data.sampling.channel_groups, overrides=channels, reader=reader
+        path,
+        staging.data.sampling.channel_groups,
+        overrides=channels,
+        reader=reader,
+        reader_options=reader_options,
     )
     probabilities, files = stage_and_write(path, night, staging, out_dir)
     return PredictionResult(probabilities, night.channels, files, night.warnings)

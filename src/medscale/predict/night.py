@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,16 +52,19 @@ def read_night(
     sfreq_hz: float = 128.0,
     epoch_length_s: float = 30.0,
     reader: str = "auto",
+    reader_options: dict[str, Any] | None = None,
 ) -> Night:
     """Read ``path`` (any format the funnel reads), pick the channels for ``groups`` and
-    convert them as ingest does."""
+    convert them as ingest does. ``reader_options`` go to the reader (a text signal needs
+    ``{"sfreq_hz": ...}``)."""
     path = Path(path)
+    options = dict(reader_options or {})
     labels = list_signal_labels(path, reader=reader)
     # A reader that cannot list labels cheaply reads the whole file once, here.
-    whole = read_signals(path, reader=reader) if labels is None else None
+    whole = read_signals(path, reader=reader, **options) if labels is None else None
     chosen = select_channels(whole.labels if whole else labels, groups, overrides, source=str(path))
     wanted = sorted({label for pairs in chosen.values() for _, label in pairs})
-    recording = whole or read_signals(path, wanted, reader=reader)
+    recording = whole or read_signals(path, wanted, reader=reader, **options)
     duration_s = min(recording.signal(label).duration_s for label in wanted)
     n_epochs = math.floor(duration_s / epoch_length_s + 1e-9)
     if n_epochs < 1:
