@@ -53,6 +53,29 @@ def train_store(tmp_path_factory) -> Path:
     return root / "store"
 
 
+@pytest.fixture(scope="session")
+def tiny_run(train_store, tmp_path_factory) -> Path:
+    """A tiny U-Sleep (EEG + EOG) trained 2 steps on `train_store`: for tests that need any
+    trained run (prediction inputs, error messages), not a good one."""
+    from medscale.train import TrainConfig, train
+
+    config = TrainConfig.from_dict(
+        {
+            "model": "usleep-small",
+            "model_kwargs": {"depth": 3, "init_filters": 4},
+            "data": {"sampling": {"window_epochs": 2, "samples_per_epoch": 8}},
+            "batch_size": 2,
+            "max_steps": 2,
+            "val_every": 2,
+            "checkpoint_every": 2,
+            "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+        }
+    )
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    train(config, train_store, run, progress=False)
+    return run
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """A private cluster for this module; SLURM_CONF (and the sacct stand-in) in the env."""

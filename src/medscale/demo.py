@@ -20,6 +20,14 @@ from medscale.store.store import Store
 from medscale.store.summary import summarize_store
 
 DEMO_CONFIG = "usleep-small"
+# The bundled config, changed so that every ingested night can be trained on and scored: a
+# night without an EOG (the DREAMS excerpts hold one EEG channel) gets a zero EOG input, and
+# training drops a channel group now and then so that the model learns to stage from EEG
+# alone (U-Sleep's channel dropout).
+DEMO_OVERRIDES: dict[str, Any] = {
+    "sampling": {"missing_group": "zeros"},
+    "augment": {"channel_dropout_p": 0.3},
+}
 
 
 @dataclass
@@ -33,6 +41,8 @@ class DemoResult:
     evaluation_files: dict[str, Path] = field(default_factory=dict)
     prediction_files: Any = None  # PredictionFiles
     notes: list[str] = field(default_factory=list)
+    # Every stored recording -> its role: "train", "val", "test (evaluated)", or why not.
+    night_roles: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -95,14 +105,12 @@ def _train_evaluate_predict(
     from medscale.data.splits import load_split
     from medscale.evaluate.run import evaluate_run
     from medscale.predict import predict_recording
-    from medscale.train import TrainConfig, train
+    from medscale.train import train
 
     if "yasa" in baselines and importlib.util.find_spec("yasa") is None:
         baselines = tuple(b for b in baselines if b != "yasa")
         result.notes.append("yasa is not installed: evaluated without the YASA baseline")
-    config = TrainConfig.load(DEMO_CONFIG)
-    if max_steps is not None:
-        config = TrainConfig.from_dict(config.to_dict() | {"max_steps": max_steps})
+    config = demo_config(max_steps)
     run_dir = out / "run"
     train(
         config,
@@ -113,10 +121,12 @@ def _train_evaluate_predict(
     )
     result.run_dir = run_dir
     result.evaluation, result.evaluation_files = evaluate_run(
-        run_dir, result.store, subset="test", baselines=baselines
+        run_dir, result.store, subset="test", baselines=baselines, progress=progress
     )
+    split = load_split(run_dir / "split.json", result.store)
+    result.night_roles = night_roles(split.subsets, result.evaluation.not_evaluated)
     # One held-out synthetic night, read from its EDF as a user's file would be.
-    test = load_split(run_dir / "split.json", result.store).subsets["test"]
+    test = split.subsets["test"]
     held_out = sorted(k.split("/", 1)[1] for k in test if k.startswith("synthetic/"))
     if held_out:
         night = synth_dir / f"{held_out[0]}-PSG.edf"
@@ -124,3 +134,35 @@ def _train_evaluate_predict(
         night = sorted(synth_dir.glob("*-PSG.edf"))[0]
         result.notes.append(f"{night.name} was seen in training (no synthetic test night)")
     result.prediction_files = predict_recording(night, run_dir, out / "prediction").files
+
+
+def demo_config(max_steps: int | None = None) -> Any:
+    """The demo's training config: `DEMO_CONFIG` with `DEMO_OVERRIDES` (and ``max_steps``)."""
+    from medscale.train import TrainConfig
+
+    data = TrainConfig.load(DEMO_CONFIG).to_dict()
+    sampling = data["data"]["sampling"] | DEMO_OVERRIDES["sampling"]
+    processing = data["data"]["processing"]
+    augment = processing["augment"] | DEMO_OVERRIDES["augment"]
+    data["data"] = data["data"] | {
+        "sampling": sampling,
+        "processing": processing | {"augment": augment},
+    }
+    if max_steps is not None:
+        data["max_steps"] = max_steps
+    return TrainConfig.from_dict(data, f"the demo config ({DEMO_CONFIG} + DEMO_OVERRIDES)")
+
+
+def night_roles(subsets: dict[str, list[str]], not_evaluated: dict[str, str]) -> dict[str, str]:
+    """Each recording of the split -> "train", "val", "test (evaluated)" or the reason a test
+    night was not evaluated."""
+    roles = {}
+    for subset, keys in subsets.items():
+        for key in keys:
+            if subset != "test":
+                roles[key] = subset
+            elif key in not_evaluated:
+                roles[key] = f"test, not evaluated: {not_evaluated[key]}"
+            else:
+                roles[key] = "test (evaluated)"
+    return dict(sorted(roles.items()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -43,12 +42,14 @@ def test_server_listens_on_loopback_only(postgres_url):
 
 
 def test_pg_up_is_idempotent(postgres_server):
-    started = time.monotonic()
+    # The same server answers: not restarted (its pid file is unchanged), whatever the load.
+    postmaster = postgres_server.folder / "data" / "postmaster.pid"
+    before = postmaster.read_text()
     again = pg_up(postgres_server.folder)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == postgres_server.url
     assert "already up" in again.stderr
-    assert time.monotonic() - started < 5
+    assert postmaster.read_text() == before
     assert (postgres_server.folder / "url").read_text().strip() == postgres_server.url
 
 
@@ -63,7 +64,7 @@ def test_fresh_url_is_a_new_empty_database(postgres_url, postgres_fresh_url):
 
 def test_pg_up_refuses_a_long_dir():
     folder = Path("/tmp") / ("x" * 90)
-    up = subprocess.run([str(PG_UP), str(folder)], capture_output=True, text=True, timeout=30)
+    up = subprocess.run([str(PG_UP), str(folder)], capture_output=True, text=True, timeout=600)
     assert up.returncode == 1 and up.stdout == ""
     assert "at most 80 characters" in up.stderr
     assert not folder.exists()

@@ -179,7 +179,7 @@ def test_script_starts_one_torchrun_per_node_with_the_rendezvous(
 ):
     cwd, log, env = fake_slurm
     proc = start(site, cwd, env, STUB_MODE="exit0")
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     call = training_call(log)
     step = call.index("python")
@@ -214,7 +214,7 @@ def test_script_starts_one_torchrun_per_node_with_the_rendezvous(
 def test_juwels_script_runs_without_a_container_when_told(fake_slurm):
     cwd, log, env = fake_slurm
     proc = start("juwels", cwd, env, STUB_MODE="exit0", MEDSCALE_SIF="")
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     call = training_call(log)
     assert "apptainer" not in call
@@ -227,7 +227,7 @@ def test_a_rerun_resumes(fake_slurm, site, how):
     cwd, log, env = fake_slurm
     extra = {"SLURM_RESTART_COUNT": "1"} if how == "requeued" else {"MEDSCALE_RESUME": "1"}
     proc = start(site, cwd, env, STUB_MODE="exit0", **extra)
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert training_call(log)[-1] == "--resume"
 
@@ -236,7 +236,7 @@ def test_a_rerun_resumes(fake_slurm, site, how):
 def test_a_failed_step_fails_the_job_without_requeue(fake_slurm, site):
     cwd, log, env = fake_slurm
     proc = start(site, cwd, env, STUB_MODE="exit2")
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     assert not (log / "requeue").exists()
 
@@ -246,13 +246,11 @@ def test_sigterm_reaches_the_step_and_requeues_the_job(fake_slurm, site):
     cwd, log, env = fake_slurm
     proc = start(site, cwd, env, STUB_MODE="wait")
     try:
-        deadline = time.monotonic() + 20
-        while not (log / "running").exists():
+        while not (log / "running").exists():  # bounded by the script, not by seconds
             assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the training step never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # what --signal=B:TERM@120 does
-        out, _ = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -146,25 +146,30 @@ def test_unknown_baseline_is_refused(synth_store, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)  # 8 folds of 100 steps: ~420 s alone, over 600 s on a busy machine
-def test_loso_on_dreams_beats_chance_beside_yasa(shared_data, tmp_path):
+def test_two_fold_on_dreams_tests_every_excerpt_beside_yasa(shared_data, tmp_path):
+    """The light form of benchmarks/loso_dreams.py (one fold per subject, 100 steps: kappa
+    0.27 [0.14, 0.38], docs/benchmarks.md): the real excerpts ingested, 2 subject folds of 20
+    steps of batch 4, every excerpt predicted by a model that never saw its subject, YASA
+    beside it on the same excerpts. 20 steps teach the model little; its skill is the
+    benchmark's claim."""
     source = shared_data / "dreams_spindles"
     if not source.is_dir():
         pytest.skip(f"{source} is absent")
     ingest("dreams", source, tmp_path / "store", progress=False)
-    config = TrainConfig.load("usleep-small-eeg")
-    result, paths = cross_validate(tmp_path / "store", config, tmp_path / "cv", progress=False)
+    config = TrainConfig.load("usleep-small-eeg").model_copy(
+        update={"max_steps": 20, "batch_size": 4}
+    )
+    result, paths = cross_validate(
+        tmp_path / "store", config, tmp_path / "cv", k=2, n_boot=50, progress=False
+    )
 
     assert result.models == ["usleep-small", "yasa"]
     for name in result.models:
         assert result.pooled[name]["n_recordings"] == 8
+        assert result.confusion[name].sum() == 480  # every scored epoch of the 8 excerpts
     folds = json.loads(paths["folds.json"].read_text())["folds"]
-    assert len(folds) == 8 and all(len(f["test"]) == 1 for f in folds)
-    assert all(f["steps"] == config.max_steps for f in folds)
-
-    # Measured (docs/evaluation.md): kappa 0.27, 95% CI 0.14-0.38; accuracy 0.66 against a
-    # majority (N2) rate of 0.60. Seven half-hour excerpts teach it little: the claim is only
-    # "clearly above chance", with a floor under the interval's lower end.
-    model = result.pooled["usleep-small"]
-    assert model["kappa"] > 0.1, model
-    assert result.pooled["yasa"]["kappa"] > 0.0, result.pooled["yasa"]
+    assert len(folds) == 2 and sorted(len(f["test"]) for f in folds) == [4, 4]
+    assert all(f["steps"] == 20 and f["n_train_recordings"] == 4 for f in folds)
+    # YASA's pretrained classifier on the real signals: kappa 0.49 [0.29, 0.65] here. Signals
+    # in the wrong unit, rate or channel would put it near 0.
+    assert result.pooled["yasa"]["kappa"] > 0.3, result.pooled["yasa"]

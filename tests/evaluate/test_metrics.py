@@ -242,7 +242,7 @@ def test_sleep_statistics_agreement_known_answer():
     assert rows["SOL_min"]["mean_abs_diff"] == pytest.approx(1.0)
     assert rows["TST_min"]["mean_diff"] == pytest.approx((-2.0 - 0.5) / 2)
     assert rows["TST_min"]["n"] == 2
-    assert rows["SOL_min"]["pearson_r"] == pytest.approx(1.0)
+    assert np.isnan(rows["SOL_min"]["pearson_r"])  # two nights: any r would be +-1
     assert set(rows["TST_min"]) == {
         "statistic",
         "n",
@@ -252,7 +252,41 @@ def test_sleep_statistics_agreement_known_answer():
         "mean_abs_diff",
         "sd_diff",
         "pearson_r",
+        "pearson_r_low",
+        "pearson_r_high",
     }
+
+
+def test_pearson_r_and_its_interval_only_from_enough_nights():
+    rng = np.random.default_rng(0)
+    n = M.MIN_NIGHTS_FOR_CORRELATION
+    pairs = []
+    for _ in range(n):
+        onset = int(rng.integers(2, 30))
+        truth = _epochs((W, onset), (N2, 100 - onset))
+        pred = _epochs((W, onset + 1), (N2, 99 - onset))  # SOL off by one epoch everywhere
+        pairs.append((truth, pred))
+    rows = {r["statistic"]: r for r in M.sleep_statistics_agreement(pairs)}
+    sol = rows["SOL_min"]
+    assert sol["n"] == n and sol["pearson_r"] == pytest.approx(1.0)
+    assert sol["pearson_r_low"] <= sol["pearson_r"] <= sol["pearson_r_high"]
+    fewer = {r["statistic"]: r for r in M.sleep_statistics_agreement(pairs[: n - 1])}
+    assert all(np.isnan(fewer["SOL_min"][k]) for k in ("pearson_r", "pearson_r_low"))
+
+
+def test_calibration_known_answers():
+    y = np.array([N2] * 8 + [W] * 2 + [UNKNOWN])
+    always_sure = np.zeros((11, 5))
+    always_sure[:, N2] = 1.0  # says N2 with certainty: right 8 times in 10
+    cal = M.calibration(y, always_sure)
+    assert cal["n_epochs"] == 10  # UNKNOWN left out
+    assert cal["ece"] == pytest.approx(0.2)  # confidence 1.0, accuracy 0.8
+    (n2_bin,) = cal["per_stage"]["N2"]["bins"]
+    assert n2_bin["n"] == 10 and n2_bin["observed"] == pytest.approx(0.8)
+    assert cal["per_stage"]["W"]["ece"] == pytest.approx(0.2)  # says 0 where 2 in 10 are W
+    honest = np.zeros((11, 5))
+    honest[:, N2], honest[:, W] = 0.8, 0.2  # the true frequencies: calibrated
+    assert M.calibration(y, honest)["per_stage"]["N2"]["ece"] == pytest.approx(0.0)
 
 
 def test_sleep_statistics_agreement_masks_truth_unknown():

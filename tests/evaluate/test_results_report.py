@@ -150,8 +150,14 @@ def test_write_outputs_and_report(tmp_path):
     assert "<script" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "Wake trimming: applied with a margin of 30 min" in html
-    # confusion matrix, per-stage F1, one example hypnogram
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3
+    # reliability diagram, confusion matrix, per-stage F1, one example hypnogram
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 4
+    # Calibration beside kappa; every table scrolls rather than running off the page.
+    assert "<h2>Calibration</h2>" in html and "ECE" in html
+    assert metrics["models"]["model"]["calibration"]["n_epochs"] == res.pooled["model"]["n_epochs"]
+    assert html.count('<div class="table-scroll"><table') == html.count("<table")
+    # Sleep statistics of a few nights: no correlation, a reason instead.
+    assert f"too few nights (n = {len(preds)})" in html
     # Self-contained: no external references of any kind.
     assert not re.search(r'(src|href)="(?!data:)', html)
     assert "<link" not in html and "@import" not in html

@@ -63,15 +63,14 @@ def test_kill_then_rerun_does_only_the_rest_and_equals_a_clean_run(
     store = tmp_path / "s"
     pools_before = pool_processes()
     proc = start_ingest(nights, store, "--workers", workers)
-    deadline = time.monotonic() + 120
-    while not committed(store) and time.monotonic() < deadline and proc.poll() is None:
+    while not committed(store) and proc.poll() is None:  # bounded by the run, not by seconds
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)  # the driver dies at once, mid-write or not
     proc.wait()
     done_before = committed(store)
     assert 1 <= len(done_before) < 6, "the kill came too late to test resuming"
     if workers == "2":  # pool workers may finish a commit before they notice and exit
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # a hang guard: on a loaded machine exits are slow
         while pool_processes() - pools_before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not pool_processes() - pools_before, "pool workers outlived their driver"
@@ -129,7 +128,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_keeps_finished_recordings(nights,
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
     proc = start_ingest(nights, store, preexec=small_file_limit, capture=True)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, (out, err)
     assert "the run stopped early" in err
     assert "File too large" in err or "No space" in err

@@ -67,16 +67,15 @@ def ddp_run(train_store, tmp_path_factory) -> tuple[Path, Path]:
     return config, out
 
 
-def wait_for_train_step(out: Path, step: int, proc, timeout: float = 180) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for_train_step(out: Path, step: int, proc) -> int:
+    """Poll metrics.jsonl until a train record of ``step`` or later; bounded by the process
+    (it ends after max_steps), not by seconds; pytest-timeout guards a hang."""
+    while True:
         steps = [r["step"] for r in read_records(out / "metrics.jsonl") if r["kind"] == "train"]
         if steps and steps[-1] >= step:
             return steps[-1]
         assert proc.poll() is None, finish(proc)
         time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"no step {step} in time")
 
 
 def strip_timing(records):

@@ -170,7 +170,7 @@ def _start_driver(address: str, timeout_s: float, env: dict[str, str] | None = N
 
 def _result(started) -> dict:
     proc, timeout_s = started
-    out, err = proc.communicate(timeout=timeout_s + 60)
+    out, err = proc.communicate(timeout=timeout_s + 300)
     assert proc.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
 
@@ -206,7 +206,7 @@ def ray_head() -> Iterator[tuple[Path, dict[str, str]]]:
             [str(REPO / "scripts" / "ray-up.sh"), str(head)],
             capture_output=True,
             text=True,
-            timeout=180,
+            timeout=600,
         )
         assert up.returncode == 0, up.stderr[-3000:]
         yield head, _exports(up.stdout)
@@ -271,12 +271,13 @@ def test_ray_up_head_answers_on_loopback_and_down_stops_it(ray_head):
     assert out["cpus"] == 2.0 and out["node_ip"] == "127.0.0.1"
     assert env["MEDSCALE_RAY_ADDRESS"] in out_refused["error"]
 
-    started = time.monotonic()
+    # The same head answers: not restarted (its GCS pid is unchanged), whatever the load.
+    gcs_pid = (head / "gcs.pid").read_text()
     again = subprocess.run(
         [str(REPO / "scripts" / "ray-up.sh"), str(head)], capture_output=True, text=True
     )
     assert again.returncode == 0 and _exports(again.stdout) == env
-    assert time.monotonic() - started < 5 and "already up" in again.stderr
+    assert "already up" in again.stderr and (head / "gcs.pid").read_text() == gcs_pid
 
     down = subprocess.run(
         [str(REPO / "scripts" / "ray-down.sh"), str(head)], capture_output=True, text=True

@@ -41,7 +41,7 @@ def synthetic_signal(
 
 def spectrogram_processor() -> WindowProcessor:
     """The pipeline's processor with the default STFT front end, on a 128 Hz stand-in index."""
-    index = SimpleNamespace(sfreq_hz=SFREQ_HZ, samples_per_epoch=EPOCH_SAMPLES)
+    index = SimpleNamespace(sfreq_hz=SFREQ_HZ, samples_per_segment=EPOCH_SAMPLES)
     return WindowProcessor(index, ProcessingConfig(spectrogram=SpectrogramConfig()))  # type: ignore[arg-type]
 
 

@@ -65,10 +65,71 @@ def test_small_l_and_the_divisibility_rule():
     with torch.no_grad():
         assert model(torch.randn(3, 2, 20, 129, 29)).shape == (3, 5, 20)
         assert model(torch.randn(1, 2, 5, 129, 29)).shape == (1, 5, 5)  # one subsequence
-    with pytest.raises(SpecError, match="subseq_len=5 must divide the number of epochs 23"):
-        model(torch.randn(1, 2, 23, 129, 29))
+        assert model(torch.randn(2, 2, 23, 129, 29)).shape == (2, 5, 23)  # a padded tail
     with pytest.raises(SpecError, match="subseq_len=15 must divide seq_len=200"):
         build_model("lseqsleepnet", subseq_len=15)
+
+
+def _tiny(subseq_len: int, n_blocks: int = 1) -> LSeqSleepNet:
+    torch.manual_seed(0)
+    return LSeqSleepNet(
+        in_channels=1, freqs=9, frames=3, n_filters=4, epoch_hidden=4, attention_size=4,
+        seq_hidden=4, fc_size=8, n_blocks=n_blocks, seq_len=subseq_len * 4,
+        subseq_len=subseq_len,
+    ).eval()  # fmt: skip
+
+
+def _ragged_reference(model: LSeqSleepNet, x: torch.Tensor) -> torch.Tensor:
+    """The long-sequence part run one true-length sequence at a time, no padding at all: each
+    subsequence of consecutive epochs (the last one short), then each position's run across
+    subsequences (shorter past the tail)."""
+    batch, _, n_epochs = x.shape[:3]
+    seen = {}
+    hook = model.attention.register_forward_hook(lambda m, a, out: seen.update(h=out))
+    model(x)
+    hook.remove()
+    sub = model.subseq_len
+    h = seen["h"].reshape(batch, n_epochs, -1)
+    for intra, inter in zip(model.intra, model.inter, strict=True):
+        h = torch.cat([intra(h[:, s : s + sub]) for s in range(0, n_epochs, sub)], dim=1)
+        across = h.clone()
+        for p in range(min(sub, n_epochs)):
+            across[:, p::sub] = inter(h[:, p::sub])
+        h = across
+    return model.classifier(h).transpose(1, 2)
+
+
+@pytest.mark.parametrize("n_epochs", [1, 3, 7, 12, 13])
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_a_length_subseq_len_does_not_divide_is_padded_and_masked(n_epochs, n_blocks):
+    """5 epochs per subsequence: 7 = 5 + 2, 12 = 2 × 5 + 2, and nights shorter than one
+    subsequence. Every real epoch's logits equal those of the model run on the ragged
+    sequences themselves, so the padding reaches no real epoch."""
+    model = _tiny(5, n_blocks)
+    x = torch.randn(2, 1, n_epochs, 9, 3)
+    with torch.no_grad():
+        padded, reference = model(x), _ragged_reference(model, x)
+    assert padded.shape == (2, 5, n_epochs)
+    torch.testing.assert_close(padded, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_a_night_shorter_than_a_subsequence_equals_one_subsequence_of_its_length():
+    """subseq_len changes no weight: 3 epochs padded to 5 give what a 3-epoch fold gives."""
+    five, three = _tiny(5), _tiny(3)
+    three.load_state_dict(five.state_dict())
+    x = torch.randn(1, 1, 3, 9, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(five(x), three(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_multiple_of_subseq_len_takes_the_unpadded_path():
+    model = _tiny(5)
+    calls = []
+    model.intra[0].register_forward_hook(lambda m, args, out: calls.append(args[1]))
+    with torch.no_grad():
+        model(torch.randn(1, 1, 10, 9, 3))
+        model(torch.randn(1, 1, 11, 9, 3))
+    assert calls[0] is None and calls[1].tolist() == [5, 5, 1]
 
 
 def test_freqs_and_frames_follow_the_spectrogram_settings():

@@ -103,11 +103,11 @@ def test_with_defaults_rejects_arguments_the_factory_lacks():
 def _contract_input(model, batch: int = 2):
     """A valid input of 2 scoring epochs (or one subsequence pair) for any registered model."""
     rng = np.random.default_rng(0)
-    if model.input_kind == "signal":
+    if model.data_spec.input_kind == "signals":
         n_epochs = 2
         x = rng.standard_normal((batch, model.in_channels, n_epochs * EPOCH_SAMPLES))
         return torch.from_numpy(x.astype(np.float32)), n_epochs
-    assert model.input_kind == "spectrogram"
+    assert model.data_spec.input_kind == "spectrogram"
     n_epochs = 2 * model.subseq_len
     spec, _ = synthetic_spectrograms(rng, batch, n_epochs, model.in_channels)
     return torch.from_numpy(spec), n_epochs
@@ -116,8 +116,9 @@ def _contract_input(model, batch: int = 2):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_model_keeps_the_contract(name):
     model = build_model(name).eval()
-    assert model.input_kind in ("signal", "spectrogram")
-    assert model.n_classes == 5
+    spec = model.data_spec
+    assert spec.input_kind in ("signals", "spectrogram") and spec.causal is False
+    assert model.n_classes == spec.n_classes == 5 and spec.channels == model.in_channels
     x, n_epochs = _contract_input(model)
     with torch.no_grad():
         out = model(x)

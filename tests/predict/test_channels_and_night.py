@@ -1,5 +1,5 @@
-"""Prediction input: channels picked through the alias tables, the night written through the
-funnel's own conversion."""
+"""Prediction input: channels picked through the alias tables, the night converted by the
+funnel's own code and processed in memory exactly as the store would serve it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from medscale.data import DataConfig, EvalNights
 from medscale.data.config import ChannelGroup, SamplingConfig
 from medscale.errors import ChannelError
 from medscale.predict.channels import canonical_name, parse_channel_overrides, select_channels
-from medscale.predict.night import prepare_night
+from medscale.predict.night import night_inputs, read_night
+
+from .conftest import store_night
 
 GROUPS = SamplingConfig().channel_groups  # eeg (EEG types), eog (EOG types)
 SAMPLE = Path(str(resources.files("medscale.datasets") / "samples" / "sleep-edf-sc"))
@@ -53,15 +55,26 @@ def test_overrides_pick_unlabelled_channels_by_group():
         select_channels(["C3"], (ChannelGroup(name="eeg", types=("EEG",)),), {"emg": ["C3"]})
 
 
-def test_prepared_night_reads_back_through_the_evaluation_iterator(tmp_path):
+@pytest.mark.parametrize(
+    "processing",
+    [{}, {"bandpass_hz": [0.3, 35.0]}, {"spectrogram": {"window_s": 2.0, "hop_s": 1.0}}],
+    ids=["robust", "bandpass", "spectrogram"],
+)
+def test_the_night_in_memory_equals_what_the_store_serves(tmp_path, processing):
     psg = sorted(SAMPLE.glob("*-PSG.edf"))[0]
-    night = prepare_night(psg, GROUPS, tmp_path / "scratch")
-    chunks = list(EvalNights(night.store, DataConfig(), recordings=[night.key]))
-    assert len(chunks) == 2  # 2 EEG x 1 EOG combinations, one chunk each
-    for chunk in chunks:
-        assert chunk["x"].shape == (2, night.n_epochs * 30 * 128)
-        assert (chunk["y"] == -1).all()  # nothing is scored on a night to predict
-        assert np.isfinite(chunk["x"].numpy()).all() and chunk["x"].abs().max() > 0
+    config = DataConfig.from_dict({"processing": processing, "eval_chunk_epochs": 4})
+    night = read_night(psg, GROUPS)
+    store, key = store_night(night, tmp_path / "store")
+    served = list(EvalNights(store, config, recordings=[key]))
+    ours = list(night_inputs(night, config))
+    assert len(ours) == len(served) == 2 * 3  # 2 EEG x 1 EOG combinations, 10 epochs in 4s
+    for mine, theirs in zip(ours, served, strict=True):
+        assert (mine.combination, mine.start_epoch) == (
+            theirs["combination"],
+            theirs["start_epoch"],
+        )
+        np.testing.assert_array_equal(mine.x, theirs["x"].numpy())  # bit for bit
+    assert np.isfinite(ours[0].x).all() and np.abs(ours[0].x).max() > 0
 
 
 def test_prediction_files_are_written_and_read_back(tmp_path):
@@ -82,3 +95,20 @@ def test_prediction_files_are_written_and_read_back(tmp_path):
     hypnogram = to_aasm(raw, load_label_map("aasm_sleep_stage"), 30.0)
     np.testing.assert_array_equal(hypnogram.stages, stages)
     assert files.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_that_does_not_fit_the_night_fails_that_night_in_the_summary(tmp_path):
+    from medscale.predict import predict_many
+    from medscale.predict.model import StagingModelFacts
+
+    class Unfit(StagingModelFacts):
+        def probabilities(self, x):
+            raise AssertionError("a night that does not fit never reaches the model")
+
+    model = Unfit("toy (run)", DataConfig(), "0" * 64, in_channels=2, epoch_samples=3000)
+    psg = sorted(SAMPLE.glob("*-PSG.edf"))[0]
+    report = predict_many([psg], model, tmp_path, progress=False)
+    (outcome,) = report.outcomes
+    assert outcome.status == "failed" and not report.ok
+    assert "expects 3000 samples per epoch, prediction serves 3840" in outcome.error
+    assert "3000 samples per epoch" in report.summary.read_text()

@@ -5,48 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import edfio
 import numpy as np
 import pytest
 import yaml
 
 from medscale.cli.main import main
+from medscale.data.torch_data import EvalNights
 from medscale.errors import CheckpointMismatchError
+from medscale.evaluate.inference import predict_nights
 from medscale.evaluate.run import evaluate_run
-from medscale.ingest import ingest
-from medscale.predict import predict_recording
-from medscale.synth import synthesize_nights
-from medscale.train import TrainConfig, train
+from medscale.predict import predict_many, predict_recording
+from medscale.predict.night import read_night
 from medscale.train.trained import load_trained_model
 
-from ..data.conftest import second_dataset_spec
+from .conftest import store_night
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow  # trains a (tiny) run first
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[Path, Path, Path]:
-    root = tmp_path_factory.mktemp("predict-run")
-    synthesize_nights(root / "nights", 4, seed=12, duration_h=0.5, progress=False)
-    ingest("synthetic", root / "nights", root / "store", progress=False)
-    # One more night stored without its EOG: the EEG+EOG model cannot score it.
-    synthesize_nights(root / "no-eog", 1, seed=13, duration_h=0.5, progress=False)
-    ingest(second_dataset_spec(), root / "no-eog", root / "store", progress=False)
-    config = TrainConfig.from_dict(
-        {
-            "model": "usleep-small",
-            "model_kwargs": {"depth": 3, "init_filters": 4},
-            "data": {"sampling": {"window_epochs": 2, "samples_per_epoch": 8}},
-            "batch_size": 2,
-            "max_steps": 4,
-            "val_every": 2,
-            "checkpoint_every": 2,
-            "log_every": 1,
-            "split": {"val_fraction": 0.25, "test_fraction": 0.25},
-        }
-    )
-    train(config, root / "store", root / "run", progress=False)
-    return root / "run", root / "store", root / "nights"
 
 
 def test_predict_writes_every_output_for_a_file(trained_run, tmp_path):
@@ -105,3 +81,68 @@ def test_recordings_the_model_cannot_score_are_listed_not_dropped(trained_run, t
     assert list(result.not_evaluated) == ["synthetic-b/synth-000"]
     assert "synthetic-b/synth-000" in paths["metrics.json"].read_text()
     assert "not evaluated" in paths["report.html"].read_text()
+
+
+def test_the_fast_path_gives_the_reference_paths_stages(trained_run, shared_data, tmp_path):
+    run, _, nights = trained_run
+    trained = load_trained_model(run)
+    groups = trained.config.data.sampling.channel_groups
+    real = shared_data / "sleepedf_edfio" / "short_psg.edf"
+    for k, path in enumerate([sorted(nights.glob("*-PSG.edf"))[0], real]):
+        night = read_night(path, groups)
+        store, key = store_night(night, tmp_path / f"store{k}")
+        nights_served = EvalNights(store, trained.config.data, recordings=[key])
+        (reference,) = predict_nights(trained.model, nights_served).values()
+        fast = predict_recording(path, run, tmp_path / f"out{k}")
+        np.testing.assert_array_equal(fast.stages, reference.probabilities.argmax(axis=1))
+        np.testing.assert_allclose(fast.probabilities, reference.probabilities, atol=1e-6)
+
+
+def test_a_batch_reports_bad_files_predicts_the_rest_and_resumes(trained_run, tmp_path):
+    run, _, nights = trained_run
+    folder = tmp_path / "in"
+    folder.mkdir()
+    night = sorted(nights.glob("*-PSG.edf"))[0]
+    (folder / night.name).symlink_to(night)
+    (folder / "broken.edf").write_bytes(b"not an EDF file")
+    # one EEG channel only: nothing fills the model's EOG group
+    single = tmp_path / "single"
+    single.mkdir()
+    eeg_only = edfio.Edf([edfio.EdfSignal(np.zeros(256 * 60), 256, label="EEG C3-M2")])
+    eeg_only.write(single / "eeg-only.edf")
+    out = tmp_path / "out"
+    report = predict_many([folder, str(single / "*.edf")], run, out, progress=False)
+    rows = {Path(r["source"]).name: r for r in _summary(report.summary)}
+    assert rows["broken.edf"]["status"] == "failed"
+    assert "broken.edf" in rows["broken.edf"]["error"]
+    assert rows["eeg-only.edf"]["status"] == "failed" and "'eog'" in rows["eeg-only.edf"]["error"]
+    predicted = [name for name, r in rows.items() if r["status"] == "predicted"]
+    assert predicted == [night.name] and rows[night.name]["n_epochs"] == "60"
+    assert sum(int(rows[predicted[0]][s]) for s in ("W", "N1", "N2", "N3", "REM")) == 60
+    first = (out / f"{Path(predicted[0]).stem}.hypnogram.csv").read_bytes()
+
+    again = predict_many([folder], run, out, progress=False)
+    assert [o.status for o in again.outcomes] == ["failed", "skipped"]
+    assert (out / f"{Path(predicted[0]).stem}.hypnogram.csv").read_bytes() == first
+    redo = predict_many([folder], run, out, progress=False, resume=False)
+    assert redo.count("predicted") == 1
+
+
+def test_predict_command_takes_a_glob_and_names_clashing_outputs(trained_run, tmp_path, capsys):
+    run, _, nights = trained_run
+    pattern = str(nights / "synth-00[0]-PSG.edf")
+    assert main(["predict", pattern, "--model", str(run), "--out", str(tmp_path), "-q"]) == 0
+    assert "1 predicted, 0 already predicted" in capsys.readouterr().out
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "synth-000-PSG.edf").symlink_to(nights / "synth-000-PSG.edf")
+    args = ["predict", pattern, str(twin), "--model", str(run), "--out", str(tmp_path)]
+    assert main(args) == 1
+    assert "would clash" in capsys.readouterr().err
+
+
+def _summary(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -4,7 +4,6 @@ ingested; none crashes the run, hangs, allocates gigabytes or leaks an identifie
 from __future__ import annotations
 
 import shutil
-import time
 import tracemalloc
 
 import pytest
@@ -68,14 +67,13 @@ def test_hostile_headers_fail_cleanly_and_leak_nothing(
         data += payload
     path.write_bytes(bytes(data))
 
+    # Bounded by memory, not seconds (a loaded machine is slow, not wrong); a hang is caught by
+    # pytest-timeout.
     tracemalloc.start()
-    started = time.monotonic()
     report = ingest(hospital_spec, source, work / "store", progress=False)
-    elapsed = time.monotonic() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    assert elapsed < 30, f"ingest took {elapsed:.1f} s on a {len(data)}-byte file"
     assert peak < MAX_PEAK_BYTES, f"peak allocation {peak / 2**20:.0f} MiB"
     for unit in report.units:
         assert unit.status in ("ingested", "failed")

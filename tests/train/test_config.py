@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from medscale.errors import SpecError
+from medscale.tasks import SLEEP_STAGING, TOY_EVENTS
 from medscale.train import TrainConfig, bundled_configs
-from medscale.train.trainer import lr_factor
+from medscale.train.trainer import lr_factor, monitored_metric
 
 from .conftest import tiny_config
 
@@ -17,7 +18,7 @@ from .conftest import tiny_config
     [
         ({"max_step": 5}, "max_step"),
         ({"optimizer": {"lrr": 0.1}}, r"optimizer\.lrr"),
-        ({"early_stopping": {"metric": "loss"}}, r"early_stopping\.metric"),
+        ({"early_stopping": {"mode": "up"}}, r"early_stopping\.mode"),
         ({"batch_size": "many"}, "batch_size"),
         ({"data": {"sampling": {"window_epoch": 3}}}, r"data\.sampling\.window_epoch"),
         ({"schedule": {"kind": "cosine", "warmup": 5}}, r"schedule\.warmup"),
@@ -83,3 +84,20 @@ def test_learning_rate_schedules():
         tiny_config(schedule={"kind": "step", "step_size": 3, "gamma": 0.5})
     )
     assert [lr_factor(step, s) for s in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+
+
+def test_the_early_stopping_metric_is_any_the_task_reports_in_its_direction():
+    def monitor(task, **stopping):
+        return monitored_metric(TrainConfig.from_dict(tiny_config(early_stopping=stopping)), task)
+
+    assert (monitor(SLEEP_STAGING).name, monitor(SLEEP_STAGING).mode) == ("kappa", "max")
+    assert monitor(SLEEP_STAGING, metric="mcc").name == "mcc"
+    assert (monitor(TOY_EVENTS).name, monitor(TOY_EVENTS, metric="loss").mode) == (
+        "f1_event",
+        "min",
+    )
+    assert monitor(TOY_EVENTS, metric="accuracy", mode="min").mode == "min"
+    with pytest.raises(
+        SpecError, match=r"early_stopping\.metric: task 'sleep_staging' reports no metric 'loss'"
+    ):
+        monitor(SLEEP_STAGING, metric="loss")

@@ -59,18 +59,16 @@ def _start(config_path: Path, store: Path, out: Path, *extra: str) -> subprocess
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 240) -> int:
-    """Poll metrics.jsonl until a train record of ``step`` or later; the step seen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_step(proc: subprocess.Popen, out: Path, step: int) -> int:
+    """Poll metrics.jsonl until a train record of ``step`` or later; the step seen. Bounded by
+    the process (it ends after max_steps), not by seconds; pytest-timeout guards a hang."""
+    while True:
         steps = [r["step"] for r in read_records(out / "metrics.jsonl") if r["kind"] == "train"]
         if steps and steps[-1] >= step:
             return steps[-1]
         if proc.poll() is not None:
             pytest.fail(f"training ended early: {proc.stdout.read().decode()}")
         time.sleep(0.02)
-    proc.kill()
-    pytest.fail("training did not reach the step in time")
 
 
 @pytest.mark.slow
@@ -104,7 +102,7 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_resume_via_the_cli(
     proc = _start(config_path, train_store, out)
     _wait_for_step(proc, out, 2)
     proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=120)[0].decode()
+    output = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 3, output
     assert "stopped by SIGTERM; checkpoint saved: continue with --resume" in output
     state = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -112,7 +110,7 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_resume_via_the_cli(
     assert json.loads((out / "result.json").read_text())["finished"] is False
 
     proc = _start(config_path, train_store, out, "--resume")
-    output = proc.communicate(timeout=240)[0].decode()
+    output = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, output
     assert "max_steps at step 12" in output
     _same_run(uninterrupted, out)

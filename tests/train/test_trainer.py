@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import shutil
-import time
 
 import pytest
 
@@ -199,6 +198,44 @@ def test_early_stopping_stops_after_patience_validations(train_store, tmp_path):
     assert result.step == 3 and result.best_step == 1
 
 
+def test_lseqsleepnet_validates_nights_whose_last_chunk_is_not_a_whole_subsequence(
+    train_store, tmp_path
+):
+    """60-epoch nights in chunks of 7 for a model folding subsequences of 3: the chunks
+    (7 = 2 × 3 + 1) and the last one (60 - 8 × 7 = 4 = 3 + 1) are padded and masked, and
+    every epoch of the night is scored."""
+    small = {"n_filters": 4, "epoch_hidden": 4, "attention_size": 4, "seq_hidden": 4}
+    data = tiny_config()["data"]
+    config = TrainConfig.from_dict(
+        tiny_config(
+            model="lseqsleepnet-small",
+            model_kwargs={**small, "fc_size": 8, "seq_len": 6, "subseq_len": 3},
+            data={
+                **data,
+                "sampling": {**data["sampling"], "window_epochs": 6},
+                "processing": {"spectrogram": {}},
+                "eval_chunk_epochs": 7,
+            },
+            max_steps=1,
+            val_every=1,
+        )
+    )
+    result = train(config, train_store, tmp_path / "run", progress=False)
+    assert result.last_validation["n_nights"] == 1 and result.last_validation["n_epochs"] == 60
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused_before_training(train_store, tmp_path):
+    config = TrainConfig.from_dict(
+        tiny_config(model_kwargs={"depth": 3, "init_filters": 4, "epoch_samples": 3000})
+    )
+    with pytest.raises(SpecError) as info:
+        train(config, train_store, tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert message.startswith("model 'usleep-small' does not fit the data of task 'sleep_staging'")
+    assert message.endswith("segment_samples: model 3000, data 3840")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
 def test_missing_log_backends_are_skipped_with_a_warning(train_store, tmp_path, caplog):
     try:
         import mlflow  # noqa: F401
@@ -239,17 +276,12 @@ def test_end_to_end_usleep_small_on_a_synthetic_store(train_store, tmp_path):
             batch_size=4,
         )
     )
-    t0 = time.perf_counter()
     result = train(config, train_store, tmp_path / "run", progress=False)
-    elapsed = time.perf_counter() - t0
     assert result.finished and result.step == 24
     vals = [r for r in read_records(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "val"]
     assert [v["step"] for v in vals] == [12, 24] and vals[-1]["n_epochs"] == 60
     losses = [r["loss"] for r in read_records(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
     assert losses[-1] < losses[0]  # it learns something
-    print(f"usleep-small: {result.steps_per_second:.2f} steps/s, {elapsed:.1f} s in all")
-    # ~10 s on an idle 2-core CPU; the bound only catches a runaway on a shared, busy machine.
-    assert elapsed < 120
 
 
 @pytest.mark.slow

@@ -71,11 +71,17 @@ def yasa_probabilities(
     return out[:n_epochs]
 
 
-def yasa_on_store(store: Store, infos: Iterable[RecordingInfo]) -> dict[str, np.ndarray]:
+def yasa_on_store(
+    store: Store, infos: Iterable[RecordingInfo], *, progress: bool = False
+) -> dict[str, np.ndarray]:
     """YASA's probabilities for each stored recording, from its first EEG channel and, when
-    present, its first EOG and EMG channels. Keys are ``dataset/recording_id``."""
+    present, its first EOG and EMG channels. Keys are ``dataset/recording_id``. ``progress``
+    shows a bar per night (YASA takes seconds a night)."""
+    from tqdm.auto import tqdm
+
+    infos = list(infos)
     out = {}
-    for info in infos:
+    for info in tqdm(infos, desc="YASA baseline", unit="night", disable=not progress):
         by_type: dict[str, str] = {}
         for channel in info.channels:
             by_type.setdefault(channel.type, channel.name)

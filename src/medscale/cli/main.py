@@ -147,11 +147,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 f"[{row['kappa_low']:.3f}, {row['kappa_high']:.3f}]  accuracy "
                 f"{row['accuracy']:.3f}  ({row['n_recordings']} nights)"
             )
+        print(_night_roles_text(result.night_roles))
         print(f"evaluation report: {result.evaluation_files['report.html']}")
         print(f"prediction: {result.prediction_files.png} (and .csv, .edf, hypnodensity)")
     for note in result.notes:
         print(f"note: {note}")
     return 0 if result.ok else 1
+
+
+def _night_roles_text(roles: dict[str, str]) -> str:
+    """How many nights of each dataset went where; every night not evaluated by name."""
+    from collections import Counter
+
+    counts = Counter((key.split("/", 1)[0], role.split(":")[0]) for key, role in roles.items())
+    lines = [f"every stored night ({len(roles)}):"]
+    for dataset in sorted({d for d, _ in counts}):
+        parts = [f"{n} {role}" for (d, role), n in sorted(counts.items()) if d == dataset]
+        lines.append(f"  {dataset}: {', '.join(parts)}")
+    lines += [f"  {key}: {role}" for key, role in roles.items() if "not evaluated" in role]
+    return "\n".join(lines)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -218,6 +232,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else None,
         baselines=tuple(args.baseline),
         wake_margin_min=args.wake_margin_min,
+        progress=not args.quiet,
     )
     print(result.trimming_statement())
     for key, reason in result.not_evaluated.items():
@@ -234,28 +249,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from medscale.io.stages import STAGE_NAMES
-    from medscale.predict import predict_recording
+    from medscale.predict import expand_sources, predict_many
     from medscale.predict.channels import parse_channel_overrides
 
-    result = predict_recording(
-        args.recording,
+    recordings = expand_sources(args.recordings)
+
+    def report_night(outcome) -> None:  # details for a single night; the table for many
+        if len(recordings) > 1 or outcome.status != "predicted":
+            return
+        print(f"{outcome.n_epochs} epochs staged from {outcome.channels}")
+        print("  ".join(f"{stage} {n}" for stage, n in outcome.stage_counts.items()))
+        for warning in outcome.warnings:
+            print(f"  warning: {warning}")
+
+    report = predict_many(
+        recordings,
         args.model,
         args.out,
         channels=parse_channel_overrides(args.channels),
+        threads=args.threads,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+        on_night=report_night,
     )
-    used = "; ".join(
-        f"{group}: {', '.join(label for _, label in pairs)}"
-        for group, pairs in result.channels.items()
+    for outcome in report.outcomes:
+        if outcome.status == "failed":
+            print(f"  failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+    print(
+        f"{report.count('predicted')} predicted, {report.count('skipped')} already predicted "
+        f"with this model, {report.count('failed')} failed; summary: {report.summary}"
     )
-    counts = np.bincount(result.stages, minlength=5)
-    print(f"{len(result.stages)} epochs staged from {used}")
-    print("  ".join(f"{STAGE_NAMES[k]} {counts[k]}" for k in range(5)))
-    for warning in result.warnings:
-        print(f"  warning: {warning}")
-    print("wrote " + ", ".join(str(p) for p in vars(result.files).values()))
+    return 0 if report.ok else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from medscale.export import export_onnx
+
+    path = export_onnx(args.run, args.out)
+    print(f"wrote {path} and {path.name}.json (the run's processing)")
     return 0
 
 
@@ -478,9 +509,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    predict = command(sub, "predict", help="hypnogram and hypnodensity for one recording")
-    predict.add_argument("recording", help="a signal file (EDF/BDF, WFDB .hea, anything MNE reads)")
-    predict.add_argument("--model", required=True, help="the training run folder")
+    predict = command(sub, "predict", help="hypnogram and hypnodensity for recordings")
+    predict.add_argument(
+        "recordings",
+        nargs="+",
+        help="signal files (EDF/BDF, WFDB .hea, anything MNE reads), folders or glob patterns",
+    )
+    predict.add_argument(
+        "--model", required=True, help="the training run folder, or a MODEL.onnx export"
+    )
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument(
         "--channels",
@@ -489,7 +526,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP=LABEL",
         help="use this signal for a channel group, e.g. --channels eeg=C3-A2 (repeatable)",
     )
+    predict.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    predict.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="predict again nights already predicted with this model",
+    )
     predict.set_defaults(func=_cmd_predict)
+    export = command(sub, "export", help="a training run's model for deployment (ONNX)")
+    export.add_argument("run", help="the training run folder")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--out", help="the .onnx file to write (default: RUN/model.onnx)")
+    export.set_defaults(func=_cmd_export)
     campaign = command(sub, "campaign", help="many trials: sweeps, leave-one-out, k-fold, ...")
     campaign_sub = campaign.add_subparsers(dest="action", required=True)
 
@@ -529,7 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args.func(args))
         sys.stdout.flush()  # here, so that a closed pipe is met inside this try
         return code
-    except MedscaleError as exc:
+    except BrokenPipeError:  # `medscale store info | head`: the reader left, nothing to say
+        # Before OSError, of which it is one: a closed pipe is no error of the user's.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit flush does not raise again
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe would
+    except (MedscaleError, OSError) as exc:
+        # OSError: a path the user gave cannot be read or written (missing, no permission, disk
+        # full); its message names the path. Other exceptions are bugs and keep their traceback.
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
@@ -537,10 +592,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `medscale store info | head`: the reader left, nothing to say
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the exit flush does not raise again
-        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe would
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
-"""`iter_eval_nights`: whole nights in order, every channel combination, fixed-size chunks."""
+"""Evaluation data: `iter_eval_nights` (whole recordings of a signals task in order, every
+channel combination, fixed-size chunks) and `EvalImages` (every image of an image task once)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from medscale.data.config import DataConfig
 from medscale.data.index import WindowIndex
 from medscale.data.processing import WindowProcessor
 from medscale.data.reader import ArrayReader
+from medscale.data.samplers import ImageSampler
+from medscale.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,27 @@ def iter_eval_nights(
                 yield NightChunk(
                     key, c, names, start, np.ascontiguousarray(chunk), hyp[start:stop].copy()
                 )
+
+
+class EvalImages:
+    """Every image of ``recordings`` (all committed ones by default) once, in index order,
+    as dicts of ``x`` float32 (channels, y, x), ``y`` float32 (classes,) multi-hot and
+    ``recording`` (the ``dataset/id`` key). Rank ``r`` of ``world_size`` takes every
+    ``world_size``-th image from the ``r``-th."""
+
+    def __init__(
+        self,
+        store: Store | str,
+        config: DataConfig | None = None,
+        *,
+        recordings: Iterable[str] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.sampler = ImageSampler(store, config, recordings=recordings)
+        self.rows = np.arange(len(self.sampler.index))[rank::world_size]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for r in self.rows:
+            x, y = self.sampler.record(int(r))
+            yield {"x": x, "y": y, "recording": self.sampler.index.key(int(r))}

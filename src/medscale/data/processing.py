@@ -23,39 +23,66 @@ class WindowProcessor:
     missing group under ``missing_group="zeros"``) come out as zeros.
     """
 
-    def __init__(self, index: WindowIndex | RecordIndex, config: ProcessingConfig) -> None:
+    def __init__(
+        self,
+        index: WindowIndex | RecordIndex | None,
+        config: ProcessingConfig,
+        *,
+        sfreq_hz: float | None = None,
+        samples_per_segment: int | None = None,
+    ) -> None:
+        """``index`` gives the rate and the stored statistics (`scale`). Prediction from a
+        file has no index: it passes ``sfreq_hz`` and ``samples_per_segment`` and calls
+        `scale_codes` with the statistics it computed itself."""
         self.index = index
         self.config = config
+        self.sfreq_hz = sfreq_hz if index is None else getattr(index, "sfreq_hz", None)
+        self.samples_per_segment = (
+            samples_per_segment if index is None else getattr(index, "samples_per_segment", None)
+        )
         self._sos = None
         if config.bandpass_hz is not None:
-            if not isinstance(index, WindowIndex):
+            if index is not None and not isinstance(index, WindowIndex):
                 raise SpecError(
                     f"processing.bandpass_hz filters signals; task {index.task.name!r} stores "
                     f"{index.task.input_kind}s: leave it unset"
                 )
             low, high = config.bandpass_hz
-            nyquist = index.sfreq_hz / 2
+            nyquist = self.sfreq_hz / 2
             if high >= nyquist:
                 raise SpecError(
                     f"bandpass_hz upper edge {high} Hz must be below the Nyquist frequency "
-                    f"{nyquist} Hz of the stored {index.sfreq_hz} Hz signals"
+                    f"{nyquist} Hz of the stored {self.sfreq_hz} Hz signals"
                 )
             self._sos = sps.butter(
                 config.bandpass_order,
                 [low, high],
                 btype="bandpass",
-                fs=index.sfreq_hz,
+                fs=self.sfreq_hz,
                 output="sos",
             )
 
     def scale(self, codes: np.ndarray, recording: int, rows: Sequence[int]) -> np.ndarray:
         """float32 (channels, samples) after band-pass, scaling and clipping."""
+        assert self.index is not None, "scale() reads the index's statistics"
         rows_arr = np.asarray(rows, dtype=np.int64)
         valid = rows_arr >= 0
         flat = self.index.channel_offsets[recording] + np.where(valid, rows_arr, 0)
         step = np.where(valid, self.index.channel_scale[flat], 0).astype(np.float32)
         iqr = self.index.channel_iqr[flat]
         median = self.index.channel_median[flat]
+        return self.scale_codes(codes, step, median, iqr, valid)
+
+    def scale_codes(
+        self,
+        codes: np.ndarray,
+        step: np.ndarray,
+        median: np.ndarray,
+        iqr: np.ndarray,
+        valid: np.ndarray,
+    ) -> np.ndarray:
+        """`scale` with the per-row statistics given: float32 ``step``, ``median`` and
+        ``iqr`` (0 already replaced by 1), and ``valid`` False for rows to zero."""
         x = codes.astype(np.float32)
         if self._sos is not None:
             x *= step[:, None]
@@ -63,10 +90,8 @@ class WindowProcessor:
             gain, offset = (1.0 / iqr, np.zeros_like(iqr))  # DC is gone: no median
             if self.config.scaling != "robust":
                 gain = np.ones_like(iqr)
-        elif self.config.scaling == "robust":
-            gain, offset = step / iqr, median / iqr
         else:
-            gain, offset = step, np.zeros_like(step)
+            gain, offset = self._gain_offset(step, median, iqr)
         # In place, one pass each: fresh megabyte temporaries cost more than the arithmetic.
         x *= gain.astype(np.float32)[:, None]
         x -= offset.astype(np.float32)[:, None]
@@ -74,6 +99,25 @@ class WindowProcessor:
         if self.config.clip is not None:
             np.clip(x, -self.config.clip, self.config.clip, out=x)
         return x
+
+    def gain_offset(self, recording: int, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """float32 per-row ``gain`` and ``offset`` with ``scale``'s output (no band-pass)
+        ``clip(codes * gain - offset)`` (a missing row is zeroed by the caller)."""
+        assert self.index is not None and self._sos is None
+        rows_arr = np.asarray(rows, dtype=np.int64)
+        valid = rows_arr >= 0
+        flat = self.index.channel_offsets[recording] + np.where(valid, rows_arr, 0)
+        step = np.where(valid, self.index.channel_scale[flat], 0).astype(np.float32)
+        iqr, median = self.index.channel_iqr[flat], self.index.channel_median[flat]
+        gain, offset = self._gain_offset(step, median, iqr)
+        return gain.astype(np.float32), offset.astype(np.float32)
+
+    def _gain_offset(
+        self, step: np.ndarray, median: np.ndarray, iqr: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.config.scaling == "robust":
+            return step / iqr, median / iqr
+        return step, np.zeros_like(step)
 
     def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Channel dropout and regional erase, in place, drawn from the sample's stream."""
@@ -96,9 +140,9 @@ class WindowProcessor:
         spec = self.config.spectrogram
         if spec is None:
             return x
-        fs = self.index.sfreq_hz
+        fs = self.sfreq_hz
         win, hop = round(spec.window_s * fs), round(spec.hop_s * fs)
-        per_segment = self.index.samples_per_segment
+        per_segment = self.samples_per_segment
         if win > per_segment:
             raise SpecError(f"spectrogram window {spec.window_s} s is longer than a segment")
         segments = x.reshape(x.shape[0], n_segments, per_segment)

@@ -98,6 +98,36 @@ class WindowSampler:
         return self._draw(self.index, self.config.seed, epoch, sample)[0]
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
+        draw, rng, codes, out = self._read(epoch, sample)
+        x = self.processor.scale(codes, draw.recording, draw.rows)
+        if self.augment:
+            x = self.processor.augment(x, rng)
+        if self.config.processing.spectrogram is not None:
+            x = self.processor.spectrogram(x, self.config.sampling.window_epochs)
+        return {"x": x, **out}
+
+    def load_codes(self, epoch: int, sample: int) -> dict[str, Any]:
+        """`load` with the scaling left to the consumer (`medscale.data.torch_data`): int16
+        ``codes``, per-channel float32 ``gain`` and ``offset``, ``keep`` (False for a missing
+        or dropped channel) and the erased span ``erase`` (start, length); `scale_on_device`
+        turns them into ``load``'s ``x``, bit for bit. Processing without band-pass or STFT."""
+        draw, rng, codes, rest = self._read(epoch, sample)
+        gain, offset = self.processor.gain_offset(draw.recording, draw.rows)
+        keep = np.asarray(draw.rows) >= 0
+        erase = np.zeros(2, dtype=np.int64)
+        if self.augment:  # the same draws as `load`'s, recorded instead of applied
+            mask = self.processor.augment(np.ones(codes.shape, dtype=np.float32), rng)
+            kept = mask.any(axis=1)
+            erased = np.flatnonzero(mask[int(np.argmax(kept))] == 0)
+            if len(erased):
+                erase[:] = (erased[0], len(erased))
+            keep &= kept
+        out = {"codes": codes, "gain": gain, "offset": offset, "keep": keep, "erase": erase}
+        return out | rest
+
+    def _read(
+        self, epoch: int, sample: int
+    ) -> tuple[WindowDraw, np.random.Generator, np.ndarray, dict[str, Any]]:
         draw, rng = self._draw(self.index, self.config.seed, epoch, sample)
         L = self.config.sampling.window_epochs
         sps = self.index.samples_per_segment
@@ -108,20 +138,19 @@ class WindowSampler:
             full = np.zeros((len(draw.rows), stop - start), dtype=codes.dtype)
             full[[k for k, r in enumerate(draw.rows) if r >= 0]] = codes
             codes = full
-        x = self.processor.scale(codes, draw.recording, draw.rows)
-        if self.augment:
-            x = self.processor.augment(x, rng)
-        if self.config.processing.spectrogram is not None:
-            x = self.processor.spectrogram(x, L)
         labels = self.index.labels(draw.recording)
-        return {
-            "x": x,
-            "y": labels[draw.start_segment : draw.start_segment + L].astype(np.int64),
-            "recording": draw.recording,
-            "start_segment": draw.start_segment,
-            "epoch": epoch,
-            "sample": sample,
-        }
+        return (
+            draw,
+            rng,
+            codes,
+            {
+                "y": labels[draw.start_segment : draw.start_segment + L].astype(np.int64),
+                "recording": draw.recording,
+                "start_segment": draw.start_segment,
+                "epoch": epoch,
+                "sample": sample,
+            },
+        )
 
 
 class _RecordSampler:
@@ -167,11 +196,15 @@ class ImageSampler(_RecordSampler):
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
         draw, _ = draw_image(self.index, self.config.seed, epoch, sample)
-        shape = tuple(int(s) for s in self.index.shapes[draw.recording])
-        reader = self.readers[self.index.task.input_kind]
-        x = self._scaled(reader.read_box(draw.recording, (0,) * len(shape), shape), draw.recording)
-        y = self.index.task.targets(self.index.image_labels[draw.recording])
+        x, y = self.record(draw.recording)
         return {"x": x, "y": y, "recording": draw.recording, "epoch": epoch, "sample": sample}
+
+    def record(self, recording: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``recording``'s whole image, scaled, and its targets (evaluation reads these)."""
+        shape = tuple(int(s) for s in self.index.shapes[recording])
+        reader = self.readers[self.index.task.input_kind]
+        x = self._scaled(reader.read_box(recording, (0,) * len(shape), shape), recording)
+        return x, self.index.task.targets(self.index.image_labels[recording])
 
 
 class PatchSampler(_RecordSampler):

@@ -114,7 +114,17 @@ def make_split(
     n_test = max(1, round(test_fraction * n)) if test_fraction > 0 else 0
     n_val = max(1, round(val_fraction * n)) if val_fraction > 0 else 0
     if n_test + n_val >= n:
-        raise SpecError(f"{n} subject(s) are too few for a train/val/test split")
+        n_recordings = sum(len(v) for v in by_subject.values())
+        raise SpecError(
+            f"{store.location}: {n} subject(s) ({n_recordings} recording(s)) are too few for a "
+            f"split with val_fraction={val_fraction} and test_fraction={test_fraction}: it puts "
+            f"{n_val} subject(s) in val and {n_test} in test, so it needs at least "
+            f"{n_test + n_val + 1} subjects (a subject's nights never straddle subsets). "
+            "Ingest more subjects, or change the training config's `split` key: "
+            "`split: {val_fraction: 0, val_subset: null}` trains without validation, "
+            "`test_fraction: 0` keeps no test subjects, and `split: {file: SPLIT.json}` takes "
+            "your own split (docs/training.md)"
+        )
     parts = {
         "test": order[:n_test],
         "val": order[n_test : n_test + n_val],
@@ -146,7 +156,14 @@ def make_kfold_splits(
     store = store if isinstance(store, Store) else Store(store, read_only=True)
     subjects, by_subject = _subjects(store)
     if not 2 <= k <= len(subjects):
-        raise SpecError(f"k={k} folds need 2 <= k <= {len(subjects)} (the number of subjects)")
+        n_recordings = sum(len(v) for v in by_subject.values())
+        raise SpecError(
+            f"{store.location}: k={k} subject-level folds need 2 <= k <= the number of subjects, "
+            f"and the store holds {len(subjects)} subject(s) ({n_recordings} recording(s)). "
+            f"Choose k between 2 and {len(subjects)} (a campaign spec's `design: {{kfold: {{k: "
+            "...}}`, or `cross_validate(k=...)`; k=None is one fold per subject), or ingest "
+            "more subjects"
+        )
     order = _shuffled(subjects, seed, 0)
     folds = [order[i::k] for i in range(k)]
     digest = store.content_hash()

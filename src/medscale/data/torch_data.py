@@ -46,11 +46,19 @@ class TrainWindows(Dataset):
         *,
         recordings: Iterable[str] | None = None,
         augment: bool = True,
+        serve_codes: bool = False,
     ) -> None:
         self.config = config or DataConfig()
         self.sampler = make_sampler(store, self.config, recordings=recordings, augment=augment)
         self.index = self.sampler.index
         self.epoch = 0
+        if serve_codes and not can_serve_codes(self.config, self.index.task.input_kind):
+            raise SpecError(
+                "serve_codes leaves scaling to the device, which has no band-pass or STFT and "
+                f"serves signals only: task {self.index.task.name!r}, processing "
+                f"{self.config.processing.model_dump()}; serve float32 instead"
+            )
+        self.serve_codes = serve_codes
 
     def __len__(self) -> int:
         return self.config.sampling.samples_per_epoch
@@ -60,7 +68,10 @@ class TrainWindows(Dataset):
         self.epoch = int(epoch)
 
     def load(self, epoch: int, sample: int) -> dict[str, Any]:
-        """Sample ``sample`` of ``epoch`` as numpy arrays."""
+        """Sample ``sample`` of ``epoch`` as numpy arrays (int16 codes and their scaling with
+        ``serve_codes``: see `scale_on_device`)."""
+        if self.serve_codes:
+            return self.sampler.load_codes(epoch, sample)
         return self.sampler.load(epoch, sample)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
@@ -170,6 +181,34 @@ class EvalNights(IterableDataset):
             }
 
 
+def can_serve_codes(config: DataConfig, input_kind: str) -> bool:
+    """Whether ``serve_codes`` works for this processing and task: signals, scaled and
+    clipped only (a band-pass or an STFT needs the float32 signal in the worker)."""
+    processing = config.processing
+    return (
+        input_kind == "signals"
+        and processing.bandpass_hz is None
+        and processing.spectrogram is None
+    )
+
+
+def scale_on_device(batch: dict[str, Any], device: Any, clip: float | None) -> torch.Tensor:
+    """A batch served with ``serve_codes`` as the model input ``x`` on ``device``: int16
+    codes cross from the workers (half the bytes of float32) and are scaled here. The same
+    float32 operations in the same order as `WindowProcessor.scale` and ``augment`` (multiply,
+    subtract, clip, zero), so the result equals the float32 path bit for bit."""
+    x = batch["codes"].to(device, non_blocking=True).float()
+    x.mul_(batch["gain"].to(device)[..., None])
+    x.sub_(batch["offset"].to(device)[..., None])
+    if clip is not None:
+        x.clamp_(-clip, clip)
+    x.masked_fill_(~batch["keep"].to(device)[..., None], 0.0)
+    for k, (start, length) in enumerate(batch["erase"].tolist()):
+        if length:
+            x[k, :, start : start + length] = 0.0
+    return x
+
+
 def create_train_loader(
     store: Store | str,
     config: DataConfig | None = None,
@@ -181,14 +220,17 @@ def create_train_loader(
     epoch: int = 0,
     start: int = 0,
     recordings: Iterable[str] | None = None,
+    serve_codes: bool = False,
     **loader_options: Any,
 ) -> DataLoader:
     """A DataLoader over `TrainWindows` with a `RankSampler` (``loader.sampler``).
 
     Call ``loader.sampler.set_epoch(e)`` each epoch. The batches are the same for any
     ``num_workers``; ``start`` resumes after this rank's first ``start`` samples.
+    ``serve_codes`` yields int16 codes to scale with `scale_on_device` (fewer bytes through
+    the workers' shared memory, which is what limits a worker's rate).
     """
-    dataset = TrainWindows(store, config, recordings=recordings)
+    dataset = TrainWindows(store, config, recordings=recordings, serve_codes=serve_codes)
     sampler = RankSampler(len(dataset), rank=rank, world_size=world_size, epoch=epoch, start=start)
     if num_workers > 0:
         loader_options.setdefault("persistent_workers", True)

@@ -27,13 +27,19 @@ SLEEP_STAGES: tuple[int, ...] = (N1, N2, N3, REM)
 METRICS: tuple[str, ...] = ("kappa", "accuracy", "macro_f1", "mcc")
 """Scalar metrics :func:`score` returns and :func:`bootstrap_ci` accepts (as well as
 ``"f1_<stage>"``, e.g. ``"f1_N1"``)."""
+MIN_NIGHTS_FOR_CORRELATION = 10
+"""Fewer recordings than this get no Pearson r (nor interval): with n = 2 any r is +-1, and
+below 10 the 95 % interval spans most of [-1, 1]."""
+CALIBRATION_BINS = 10
 
 __all__ = [
     "METRICS",
+    "MIN_NIGHTS_FOR_CORRELATION",
     "N_STAGES",
     "SLEEP_STAGES",
     "SLEEP_STATISTICS",
     "bootstrap_ci",
+    "calibration",
     "confusion_matrix",
     "score",
     "score_confusion",
@@ -324,8 +330,9 @@ def sleep_statistics_agreement(
     stage is UNKNOWN are set to UNKNOWN in the prediction too, so both sides cover the same
     epochs. Each row: ``statistic``, ``n`` (recordings where both values are defined),
     ``mean_true``, ``mean_pred``, ``mean_diff`` (pred - true), ``mean_abs_diff``, ``sd_diff``
-    and ``pearson_r`` (NaN with fewer than two recordings or no spread). ``TIB_min`` is left
-    out: it is identical on both sides by construction.
+    and ``pearson_r`` with its 95 % Fisher-z interval ``pearson_r_low``/``pearson_r_high``
+    (NaN with fewer than `MIN_NIGHTS_FOR_CORRELATION` recordings or no spread). ``TIB_min`` is
+    left out: it is identical on both sides by construction.
     """
     if len(pairs) == 0:
         raise SpecError("sleep_statistics_agreement needs at least one (true, predicted) pair")
@@ -355,8 +362,8 @@ def sleep_statistics_agreement(
                 mean_diff=float(diff.mean()),
                 mean_abs_diff=float(np.abs(diff).mean()),
                 sd_diff=float(diff.std(ddof=1)) if a.size > 1 else float("nan"),
-                pearson_r=_pearson(a, b),
             )
+            row.update(_pearson_with_interval(a, b))
         else:
             row.update(
                 {
@@ -368,6 +375,8 @@ def sleep_statistics_agreement(
                         "mean_abs_diff",
                         "sd_diff",
                         "pearson_r",
+                        "pearson_r_low",
+                        "pearson_r_high",
                     )
                 }
             )
@@ -375,14 +384,72 @@ def sleep_statistics_agreement(
     return table
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2:
-        return float("nan")
+def _pearson_with_interval(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Pearson r and its 95 % interval (Fisher z); all NaN below MIN_NIGHTS_FOR_CORRELATION
+    recordings or without spread."""
+    nan = {"pearson_r": float("nan"), "pearson_r_low": float("nan"), "pearson_r_high": float("nan")}
+    if a.size < MIN_NIGHTS_FOR_CORRELATION:
+        return nan
     da, db = a - a.mean(), b - b.mean()
     denom = np.sqrt(np.dot(da, da) * np.dot(db, db))
     if denom == 0:
-        return float("nan")
-    return float(np.clip(np.dot(da, db) / denom, -1.0, 1.0))
+        return nan
+    r = float(np.clip(np.dot(da, db) / denom, -1.0, 1.0))
+    with np.errstate(divide="ignore"):  # r = +-1 gives z = +-inf and the interval [r, r]
+        z, half = np.arctanh(r), 1.959964 / np.sqrt(a.size - 3)
+    return {
+        "pearson_r": r,
+        "pearson_r_low": float(np.tanh(z - half)),
+        "pearson_r_high": float(np.tanh(z + half)),
+    }
+
+
+def calibration(
+    y_true: np.ndarray | Sequence[int], probabilities: np.ndarray, n_bins: int = CALIBRATION_BINS
+) -> dict:
+    """Whether predicted probabilities mean what they say, on epochs with a known true stage.
+
+    Returns ``n_epochs``; ``ece``, the expected calibration error of the top stage (the
+    epoch-weighted mean gap between confidence and accuracy over ``n_bins`` equal-width
+    confidence bins); and ``per_stage``: for each stage its one-vs-rest ``ece`` and the
+    reliability ``bins`` (``low``, ``high``, ``n``, ``mean_predicted``, ``observed``: the
+    fraction of the bin's epochs truly in that stage; bins without epochs are left out).
+    """
+    y = _as_labels(y_true, "y_true")
+    proba = np.asarray(probabilities, dtype=np.float64)
+    if proba.shape != (y.size, N_STAGES):
+        raise ValueError(f"probabilities must have shape {(y.size, N_STAGES)}, got {proba.shape}")
+    keep = y != UNKNOWN
+    y, proba = y[keep], proba[keep]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+
+    def binned(p: np.ndarray, hit: np.ndarray) -> tuple[float, list[dict]]:
+        which = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+        bins, gap = [], 0.0
+        for i in range(n_bins):
+            sel = which == i
+            if not sel.any():
+                continue
+            mean_p, observed = float(p[sel].mean()), float(hit[sel].mean())
+            gap += sel.sum() * abs(mean_p - observed)
+            bins.append(
+                {
+                    "low": float(edges[i]),
+                    "high": float(edges[i + 1]),
+                    "n": int(sel.sum()),
+                    "mean_predicted": mean_p,
+                    "observed": observed,
+                }
+            )
+        return (gap / p.size if p.size else float("nan")), bins
+
+    top = proba.argmax(axis=1)
+    ece, _ = binned(proba.max(axis=1), (top == y).astype(np.float64))
+    per_stage = {}
+    for s in SCORED_STAGES:
+        stage_ece, bins = binned(proba[:, s], (y == s).astype(np.float64))
+        per_stage[STAGE_NAMES[s]] = {"ece": stage_ece, "bins": bins}
+    return {"n_epochs": int(y.size), "n_bins": n_bins, "ece": ece, "per_stage": per_stage}
 
 
 # --------------------------------------------------------------------------- trimming, voting

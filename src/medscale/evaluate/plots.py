@@ -23,6 +23,7 @@ __all__ = [
     "plot_hypnogram",
     "plot_learning_curves",
     "plot_per_stage_f1",
+    "plot_reliability",
 ]
 
 STAGE_COLORS: dict[int, str] = {
@@ -207,6 +208,35 @@ def plot_per_stage_f1(scores_by_model: Mapping[str, Mapping]) -> Figure:
     if n_models > 1:
         ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_reliability(calibration: Mapping, title: str) -> Figure:
+    """Reliability diagram per stage from a :func:`~medscale.evaluate.metrics.calibration`
+    dictionary: the fraction of epochs truly in the stage against the mean predicted
+    probability, per probability bin (marker area grows with the bin's epochs), beside the
+    diagonal of perfect calibration; each panel states the stage's ECE and the epochs n."""
+    per_stage = calibration["per_stage"]
+    fig = new_figure(2.2 * len(per_stage), 2.6)
+    axes = fig.subplots(1, len(per_stage), sharey=True)
+    total = max(1, calibration["n_epochs"])
+    for ax, code in zip(axes, SCORED_STAGES, strict=True):
+        stage = STAGE_NAMES[code]
+        cal = per_stage[stage]
+        ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+        bins = cal["bins"]
+        xs = [b["mean_predicted"] for b in bins]
+        ys = [b["observed"] for b in bins]
+        sizes = [10 + 200 * b["n"] / total for b in bins]
+        ax.plot(xs, ys, color=STAGE_COLORS[code], lw=1)
+        ax.scatter(xs, ys, s=sizes, color=STAGE_COLORS[code], zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{stage}: ECE {cal['ece']:.3f}", fontsize="small")
+        ax.set_xlabel("predicted", fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("observed fraction", fontsize="small")
+    fig.suptitle(_plain(f"{title} (n = {calibration['n_epochs']} epochs)"), fontsize="medium")
     return fig
 
 

@@ -16,7 +16,12 @@ import numpy as np
 from medscale import __version__
 from medscale.errors import SpecError
 from medscale.evaluate import metrics as M
-from medscale.evaluate.plots import plot_confusion, plot_hypnogram, plot_per_stage_f1
+from medscale.evaluate.plots import (
+    plot_confusion,
+    plot_hypnogram,
+    plot_per_stage_f1,
+    plot_reliability,
+)
 from medscale.evaluate.report import Section, Table, write_html_report
 from medscale.io.stages import SCORED_STAGES, STAGE_NAMES, UNKNOWN
 
@@ -83,7 +88,9 @@ class EvaluationResult:
     ``"ci"`` ({metric: [low, high]}) and ``"n_recordings"``. ``per_recording`` and
     ``per_dataset`` are lists of flat rows (one per model and recording / dataset; the
     ``"(all)"`` dataset row pools everything). ``sleep_statistics`` maps each model to the
-    :func:`~medscale.evaluate.metrics.sleep_statistics_agreement` table.
+    :func:`~medscale.evaluate.metrics.sleep_statistics_agreement` table, ``calibration``
+    to its pooled :func:`~medscale.evaluate.metrics.calibration` (expected calibration error
+    and reliability bins per stage).
     """
 
     models: list[str]
@@ -100,6 +107,7 @@ class EvaluationResult:
     examples: list[dict] = field(default_factory=list, repr=False)
     # Recordings of the evaluated subset that could not be scored, with the reason.
     not_evaluated: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, dict] = field(default_factory=dict)
 
     @property
     def wake_trimmed(self) -> bool:
@@ -129,6 +137,7 @@ class EvaluationResult:
                 **self.pooled[name],
                 "confusion_matrix": self.confusion[name].tolist(),
                 "sleep_statistics_agreement": self.sleep_statistics[name],
+                "calibration": self.calibration.get(name),
             }
         return _clean(
             {
@@ -208,6 +217,23 @@ class EvaluationResult:
                 ),
             ],
         )
+        calibration = Section(
+            "Calibration",
+            [
+                "Whether the probabilities mean what they say (the hypnodensity shows them): "
+                "per stage, the fraction of epochs truly in that stage against the mean "
+                f"predicted probability in {M.CALIBRATION_BINS} probability bins; on the "
+                "diagonal they are calibrated. ECE (expected calibration error) is the "
+                "epoch-weighted mean gap; the top-stage ECE uses each epoch's most probable "
+                "stage. Kappa can be high while probabilities are over- or under-confident.",
+                Table(self._calibration_rows(), caption="expected calibration error"),
+                *(
+                    plot_reliability(self.calibration[m], title=m)
+                    for m in self.models
+                    if m in self.calibration
+                ),
+            ],
+        )
         confusion = Section(
             "Confusion matrices",
             [
@@ -217,7 +243,12 @@ class EvaluationResult:
             ],
         )
         f1_rows = [
-            {"model": m, **self.pooled[m]["f1_per_stage"], "macro_f1": self.pooled[m]["macro_f1"]}
+            {
+                "model": m,
+                "n_epochs": self.pooled[m]["n_epochs"],
+                **self.pooled[m]["f1_per_stage"],
+                "macro_f1": self.pooled[m]["macro_f1"],
+            }
             for m in self.models
         ]
         per_stage = Section(
@@ -254,10 +285,13 @@ class EvaluationResult:
         stats_items: list = [
             "Sleep statistics of the predicted hypnogram against the true one, on the whole "
             "record (lights-off = start of record); epochs UNKNOWN in the truth are left out "
-            "of both. Differences are predicted minus true."
+            "of both. Differences are predicted minus true; n is the number of recordings. "
+            f"Pearson's r and its 95 % interval need at least {M.MIN_NIGHTS_FOR_CORRELATION} "
+            "recordings."
         ]
         for m in self.models:
-            stats_items.append(Table(self.sleep_statistics[m], caption=m, float_format=".2f"))
+            rows = [_with_correlation_text(r) for r in self.sleep_statistics[m]]
+            stats_items.append(Table(rows, caption=m, float_format=".2f"))
         stats = Section("Sleep statistics", stats_items)
         examples = Section(
             "Example hypnograms",
@@ -278,7 +312,7 @@ class EvaluationResult:
         )
         rec_cols = ["model", "key", "dataset", "n_epochs_total", "n_epochs", *_SCORE_COLUMNS]
         per_rec = Section("Per recording", [Table(self.per_recording, columns=rec_cols)])
-        return [summary, confusion, per_stage, per_dataset, stats, examples, per_rec]
+        return [summary, calibration, confusion, per_stage, per_dataset, stats, examples, per_rec]
 
     def _pooled_rows(self) -> list[dict]:
         rows = []
@@ -289,8 +323,33 @@ class EvaluationResult:
                 low, high = p["ci"][metric]
                 row[metric] = p[metric]
                 row[f"{metric} CI"] = f"[{_fmt(low)}, {_fmt(high)}]"
+            if m in self.calibration:
+                row["ECE"] = self.calibration[m]["ece"]
             rows.append(row)
         return rows
+
+    def _calibration_rows(self) -> list[dict]:
+        rows = []
+        for m in self.models:
+            cal = self.calibration.get(m)
+            if cal is None:
+                continue
+            row = {"model": m, "n_epochs": cal["n_epochs"], "top stage": cal["ece"]}
+            row.update({stage: v["ece"] for stage, v in cal["per_stage"].items()})
+            rows.append(row)
+        return rows
+
+
+def _with_correlation_text(row: dict) -> dict:
+    """A sleep-statistics row for the report: r with its interval, or why there is none."""
+    out = {k: v for k, v in row.items() if k not in ("pearson_r_low", "pearson_r_high")}
+    if row["n"] < M.MIN_NIGHTS_FOR_CORRELATION:
+        out["pearson_r"] = f"too few nights (n = {row['n']})"
+    elif not math.isnan(row["pearson_r"]):
+        out["pearson_r"] = (
+            f"{row['pearson_r']:.2f} [{row['pearson_r_low']:.2f}, {row['pearson_r_high']:.2f}]"
+        )
+    return out
 
 
 def _fmt(x: float) -> str:
@@ -424,6 +483,7 @@ def evaluate_predictions(
     per_recording: list[dict] = []
     per_dataset: list[dict] = []
     stats: dict[str, list[dict]] = {}
+    calibration: dict[str, dict] = {}
     rec_kappa: dict[str, dict[str, float]] = {}
     for model, preds in sets.items():
         cms = {}
@@ -476,6 +536,10 @@ def evaluate_predictions(
         stats[model] = M.sleep_statistics_agreement(
             [(preds[k].y_true, preds[k].y_pred) for k in keys], epoch_s
         )
+        calibration[model] = M.calibration(
+            np.concatenate([preds[k].y_true[slices[k]] for k in keys]),
+            np.concatenate([preds[k].probabilities[slices[k]] for k in keys]),
+        )
 
     result = EvaluationResult(
         models=list(sets),
@@ -489,6 +553,7 @@ def evaluate_predictions(
         per_recording=per_recording,
         per_dataset=per_dataset,
         sleep_statistics=stats,
+        calibration=calibration,
     )
     result.examples = _pick_examples(main, rec_kappa[name], n_examples)
     return result

@@ -21,10 +21,14 @@ def evaluate_run(
     baselines: tuple[str, ...] = (),
     wake_margin_min: float | None = None,
     n_boot: int = 1000,
+    progress: bool = False,
 ) -> tuple[EvaluationResult, dict[str, Path]]:
     """Predict every night of ``subset`` of the run's own split with its best checkpoint
     (soft vote over channel combinations), score it, and write the results and the HTML
-    report to ``out_dir`` (default ``RUN_DIR/eval-<subset>``)."""
+    report to ``out_dir`` (default ``RUN_DIR/eval-<subset>``). ``progress`` shows bars for
+    the model's chunks and the baselines' nights."""
+    from tqdm.auto import tqdm
+
     from medscale.data.torch_data import EvalNights
     from medscale.evaluate.inference import predict_nights
     from medscale.train.report import training_section
@@ -43,7 +47,10 @@ def evaluate_run(
         )
     trained = load_trained_model(run_dir)
     nights = EvalNights(store, trained.config.data, recordings=split.subsets[subset])
-    predicted = predict_nights(trained.model, nights)
+    chunks = tqdm(
+        nights, desc=f"{trained.config.model} on {subset}", unit="chunk", disable=not progress
+    )
+    predicted = predict_nights(trained.model, chunks)
     predictions = [
         RecordingPrediction(key, key.split("/", 1)[0], night.y_true, night.probabilities)
         for key, night in predicted.items()
@@ -52,7 +59,7 @@ def evaluate_run(
         predictions,
         wake_margin_min=wake_margin_min,
         n_boot=n_boot,
-        baselines=baseline_predictions(store, predictions, baselines),
+        baselines=baseline_predictions(store, predictions, baselines, progress=progress),
         name=trained.config.model,
     )
     groups = [g.name for g in trained.config.data.sampling.channel_groups]
@@ -68,7 +75,11 @@ def evaluate_run(
 
 
 def baseline_predictions(
-    store: Store, predictions: list[RecordingPrediction], baselines: tuple[str, ...]
+    store: Store,
+    predictions: list[RecordingPrediction],
+    baselines: tuple[str, ...],
+    *,
+    progress: bool = False,
 ) -> dict[str, list[RecordingPrediction]]:
     """Each named baseline's predictions for the same recordings and true stages."""
     out = {}
@@ -76,7 +87,7 @@ def baseline_predictions(
         from medscale.baselines.yasa import yasa_on_store
 
         infos = {info.key: info for info in store.recordings()}
-        yasa = yasa_on_store(store, [infos[p.key] for p in predictions])
+        yasa = yasa_on_store(store, [infos[p.key] for p in predictions], progress=progress)
         out["yasa"] = [
             RecordingPrediction(p.key, p.dataset, p.y_true, yasa[p.key]) for p in predictions
         ]

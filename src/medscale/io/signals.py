@@ -25,6 +25,11 @@ _READER_BY_SUFFIX: dict[str, str] = {
     ".txt": "text",
 }
 
+ACCEPTED_FORMATS = (
+    "EDF/EDF+/BDF (.edf, .bdf, .rec), WFDB (.hea with its .dat), text (.txt, one value per "
+    "line, with a sampling rate given), and anything MNE reads (.fif, .vhdr, .set, .cnt, ...)"
+)
+
 
 def read_signals(
     path: str | Path,
@@ -65,6 +70,14 @@ def read_signals(
         raise SpecError(
             f"unknown signal reader {reader!r}; valid readers: {', '.join(SIGNAL_READERS)} "
             "or 'auto'"
+        )
+    if reader == "text" and "sfreq_hz" not in options:
+        raise SpecError(
+            f"{path}: a text signal (one value per line) does not record its sampling rate; "
+            "give it: `reader_options={'sfreq_hz': HZ}` to `predict_recording`, `sfreq_hz=` "
+            "to `read_signals`, or "
+            "`signals: {options: {sfreq_hz: HZ}}` in a dataset spec (as the `dreams` spec "
+            f"does). Formats that carry their rate: {ACCEPTED_FORMATS}"
         )
     func, args = _reader_call(reader, path, labels)
     try:

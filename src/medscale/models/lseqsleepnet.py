@@ -32,9 +32,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from medscale.errors import SpecError
 from medscale.models.registry import register_model, with_defaults
+from medscale.models.spec import DataSpec
 
 
 def triangular_filterbank(n_bins: int, n_filters: int) -> np.ndarray:
@@ -79,8 +81,17 @@ class _ResidualBiLSTM(nn.Module):
         self.dropout_in = nn.Dropout(dropout_in)
         self.dropout_out = nn.Dropout(dropout_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, D) -> (N, T, D)
-        h, _ = self.rnn(self.dropout_in(x))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, T, D) -> (N, T, D). With ``lengths`` (N,), sequence ``n`` is its first
+        ``lengths[n]`` steps: the LSTM never sees the rest (whose outputs are meaningless)."""
+        h = self.dropout_in(x)
+        if lengths is None:
+            h, _ = self.rnn(h)
+        else:
+            packed = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            h, _ = pad_packed_sequence(
+                self.rnn(packed)[0], batch_first=True, total_length=x.shape[1]
+            )
         return self.norm(self.proj(self.dropout_out(h))) + x
 
 
@@ -89,10 +100,10 @@ class LSeqSleepNet(nn.Module):
     """L-SeqSleepNet: spectrogram sequence in, per-epoch logits out.
 
     ``seq_len`` is the training sequence length L (200 in the paper); ``forward`` accepts any
-    number of epochs that ``subseq_len`` divides (pad a shorter tail chunk to a multiple).
+    number of epochs. When ``subseq_len`` does not divide it (the last chunk of a night), the
+    last subsequence is short: the sequence is padded to a multiple and the BiLSTMs run on
+    packed sequences of the true lengths, so padding never reaches a real epoch.
     """
-
-    input_kind = "spectrogram"
 
     def __init__(
         self,
@@ -179,6 +190,17 @@ class LSeqSleepNet(nn.Module):
                     nn.init.xavier_uniform_(sub.weight)
                     nn.init.zeros_(sub.bias)
 
+    @property
+    def data_spec(self) -> DataSpec:
+        """Spectrograms of ``in_channels`` channels, ``(freqs, frames)`` per segment."""
+        return DataSpec(
+            input_kind="spectrogram",
+            channels=self.in_channels,
+            n_classes=self.n_classes,
+            segment_shape=(self.freqs, self.frames),
+            causal=False,
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.freqs, self.frames)
         if x.dim() != 5 or (x.shape[1], x.shape[3], x.shape[4]) != expected:
@@ -187,11 +209,6 @@ class LSeqSleepNet(nn.Module):
                 f"{self.frames}), got {tuple(x.shape)}"
             )
         batch, _, n_epochs, _, frames = x.shape
-        if n_epochs % self.subseq_len:
-            raise SpecError(
-                f"subseq_len={self.subseq_len} must divide the number of epochs {n_epochs}; "
-                "pad the sequence to a multiple"
-            )
         if self.input_norm is not None:  # per (channel, freq) over batch, epochs and frames
             z = x.transpose(2, 3).reshape(batch, -1, n_epochs * frames)
             z = self.input_norm(z).reshape(batch, -1, self.freqs, n_epochs, frames)
@@ -202,15 +219,40 @@ class LSeqSleepNet(nn.Module):
         h, _ = self.epoch_rnn(self.epoch_dropout_in(h))
         h = self.attention(self.epoch_dropout_out(h))  # (B·E, D)
 
-        n_sub, sub = n_epochs // self.subseq_len, self.subseq_len
+        sub = self.subseq_len
+        n_sub = -(-n_epochs // sub)
         dim = h.shape[-1]
+        intra_lengths, inter_lengths = self._fold_lengths(batch, n_epochs)
+        if intra_lengths is not None:  # pad the last subsequence; the lengths mask it
+            h = nn.functional.pad(
+                h.reshape(batch, n_epochs, dim), (0, 0, 0, n_sub * sub - n_epochs)
+            )
         for intra, inter in zip(self.intra, self.inter, strict=True):
-            h = intra(h.reshape(batch * n_sub, sub, dim))
+            h = intra(h.reshape(batch * n_sub, sub, dim), intra_lengths)
             h = h.reshape(batch, n_sub, sub, dim).transpose(1, 2).reshape(batch * sub, n_sub, dim)
-            h = inter(h)
+            h = inter(h, inter_lengths)
             h = h.reshape(batch, sub, n_sub, dim).transpose(1, 2)
-        logits = self.classifier(h.reshape(batch, n_epochs, dim))
+        logits = self.classifier(h.reshape(batch, n_sub * sub, dim)[:, :n_epochs])
         return logits.transpose(1, 2)  # (B, n_classes, E)
+
+    def _fold_lengths(
+        self, batch: int, n_epochs: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """The true lengths of the within- and across-subsequence runs when ``subseq_len``
+        does not divide ``n_epochs`` (None, None when it does). The last subsequence holds
+        ``tail`` epochs; positions at or past ``tail`` have one subsequence fewer across.
+        A run of no real epoch (a night shorter than ``subseq_len``) gets length 1: it holds
+        only padding, so what it computes is dropped with the padding."""
+        sub = self.subseq_len
+        n_sub = -(-n_epochs // sub)
+        tail = n_epochs - (n_sub - 1) * sub
+        if tail == sub:
+            return None, None
+        intra = torch.full((batch, n_sub), sub, dtype=torch.int64)
+        intra[:, -1] = tail
+        inter = torch.full((batch, sub), n_sub, dtype=torch.int64)
+        inter[:, tail:] = max(1, n_sub - 1)
+        return intra.reshape(-1), inter.reshape(-1)
 
 
 # A CPU-sized L-SeqSleepNet for tests and smoke runs: L = 20 = 4 × 5, small widths.

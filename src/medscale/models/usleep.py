@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from medscale.errors import SpecError
 from medscale.models.registry import register_model, with_defaults
+from medscale.models.spec import DataSpec, check_positive
 
 
 def usleep_widths(
@@ -82,8 +83,6 @@ class USleep(nn.Module):
     ``bn_momentum`` 0.01 is Keras' 0.99, the original's (torch counts the other way).
     """
 
-    input_kind = "signal"
-
     def __init__(
         self,
         *,
@@ -100,7 +99,7 @@ class USleep(nn.Module):
         super().__init__()
         if not 0 < bn_momentum <= 1:
             raise SpecError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
-        _check_positive(
+        check_positive(
             in_channels=in_channels,
             n_classes=n_classes,
             depth=depth,
@@ -111,7 +110,7 @@ class USleep(nn.Module):
         if not complexity_factor > 0:
             raise SpecError(f"complexity_factor must be > 0, got {complexity_factor}")
         if samples_per_prediction is not None:
-            _check_positive(samples_per_prediction=samples_per_prediction)
+            check_positive(samples_per_prediction=samples_per_prediction)
         self.in_channels = in_channels
         self.n_classes = n_classes
         self.depth = depth
@@ -153,9 +152,20 @@ class USleep(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    @property
+    def data_spec(self) -> DataSpec:
+        """Signals of ``in_channels`` channels, ``epoch_samples`` per scored segment."""
+        return DataSpec(
+            input_kind="signals",
+            channels=self.in_channels,
+            n_classes=self.n_classes,
+            segment_samples=self.epoch_samples,
+            causal=False,
+        )
+
     def forward(self, x: torch.Tensor, samples_per_prediction: int | None = None) -> torch.Tensor:
         if samples_per_prediction is not None:
-            _check_positive(samples_per_prediction=samples_per_prediction)
+            check_positive(samples_per_prediction=samples_per_prediction)
         period = samples_per_prediction or self.samples_per_prediction
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise SpecError(
@@ -170,8 +180,11 @@ class USleep(nn.Module):
         skips = []
         for block in self.encoder:
             x = block(x)
-            if x.shape[-1] % 2:  # pad the start so that pooling loses nothing
-                x = F.pad(x, (1, 0))
+            # Pad the start of an odd length so that pooling loses nothing. An export pads by
+            # the symbolic remainder, so a graph with a dynamic length keeps the rule rather
+            # than the example's branch (eager skips the no-op pad: same numbers as always).
+            if torch.compiler.is_exporting() or x.shape[-1] % 2:
+                x = F.pad(x, (x.shape[-1] % 2, 0))
             skips.append(x)
             x = F.max_pool1d(x, 2)
         x = self.bottom(x)
@@ -186,12 +199,6 @@ class USleep(nn.Module):
         x = torch.tanh(self.dense(x))
         x = x.reshape(x.shape[0], x.shape[1], n_samples // period, period).mean(dim=-1)
         return self.segment_conv2(F.elu(self.segment_conv1(x)))
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(f"{name} must be a positive integer, got {value!r}")
 
 
 # A CPU-sized U-Sleep for tests and smoke runs: 5 levels, widths 8..29 (bottom 41).

@@ -63,10 +63,14 @@ class ScheduleConfig(_Frozen):
 class EarlyStoppingConfig(_Frozen):
     """Stop after ``patience`` validations without an improvement above ``min_delta``.
 
-    ``patience: null`` never stops early (the best checkpoint is still kept).
+    ``metric``: any metric the task reports (``null``: the task's own choice, ``kappa`` for
+    sleep staging); ``mode``: ``max`` (higher is better) or ``min`` (``null``: the direction
+    the task declares for that metric). ``patience: null`` never stops early (the best
+    checkpoint is still kept).
     """
 
-    metric: Literal["kappa", "macro_f1"] = "kappa"
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
     patience: int | None = Field(10, ge=1)
     min_delta: float = Field(0.0, ge=0.0)
 

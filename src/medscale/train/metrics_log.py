@@ -1,5 +1,6 @@
 """Metric records of a run: ``metrics.csv`` and ``metrics.jsonl`` always, MLflow and
-TensorBoard when asked for and installed (skipped with a logged warning otherwise).
+TensorBoard (`medscale.train.tracking`) when asked for and installed (skipped with a logged
+warning otherwise).
 
 Each record is a dict with ``kind`` ("train" or "val"), ``step`` and numbers. On resume the
 files are cut back to the records up to the checkpoint's step, so a resumed run's files equal
@@ -78,7 +79,10 @@ class MetricsLogger:
         *,
         keep_until_step: int | None = None,
         enabled: bool = True,
+        config: dict[str, Any] | None = None,
     ) -> None:
+        """``config`` (the run's, as a dict) goes to the tracking backends, cleaned of
+        anything sensitive (`medscale.train.tracking`)."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.jsonl_path = self.run_dir / "metrics.jsonl"
@@ -98,7 +102,7 @@ class MetricsLogger:
         for name in dict.fromkeys(backends):
             if name in ("csv", "jsonl"):
                 continue
-            backend = _open_backend(name, self.run_dir)
+            backend = _open_backend(name, self.run_dir, config or {})
             if backend is not None:
                 self._extra.append(backend)
 
@@ -128,41 +132,11 @@ class MetricsLogger:
         self._extra = []
 
 
-class _TensorBoard:
-    def __init__(self, run_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+def _open_backend(name: str, run_dir: Path, config: dict[str, Any]) -> Any:
+    from medscale.train.tracking import open_tracker
 
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-    def log(self, numbers: dict[str, float], step: int) -> None:
-        for name, value in numbers.items():
-            self.writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _MLflow:
-    def __init__(self, run_dir: Path) -> None:
-        import os
-
-        import mlflow
-
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
-        self.mlflow = mlflow
-        self.run = mlflow.start_run(run_name=run_dir.name)
-
-    def log(self, numbers: dict[str, float], step: int) -> None:
-        self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in numbers.items()}, step=step)
-
-    def close(self) -> None:
-        self.mlflow.end_run()
-
-
-def _open_backend(name: str, run_dir: Path) -> Any:
     try:
-        return {"tensorboard": _TensorBoard, "mlflow": _MLflow}[name](run_dir)
+        return open_tracker(name, run_dir, config)
     except ImportError as exc:
         log.warning("log backend %r is not installed (%s); skipped", name, exc)
         return None

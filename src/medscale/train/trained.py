@@ -41,7 +41,8 @@ def load_trained_model(run_dir: str | Path, which: str = "best") -> TrainedModel
     if checkpoint is None:
         raise SpecError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
     state = load_checkpoint(checkpoint)
-    model, _ = build_run_model(config)
+    # the input channels the run's data served (an image's channels are not in the config)
+    model, _ = build_run_model(config, manifest["run"]["model_kwargs"].get("in_channels"))
     check_checkpoint(
         state,
         model_name=config.model,

@@ -20,27 +20,23 @@ rank's RNG state. A checkpoint resumes at any world size (samples are indexed gl
 from __future__ import annotations
 
 import contextlib
-import faulthandler
 import hashlib
 import json
 import logging
 import math
-import os
-import random
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medscale.data.splits import Split, load_split, make_split, write_split
 from medscale.errors import SpecError
-from medscale.evaluate.inference import masked_cross_entropy
+from medscale.evaluate.inference import task_loss
 from medscale.store.store import Store
+from medscale.tasks import SLEEP_STAGING, Metric, Task
 from medscale.train.checkpoint import (
     CHECKPOINT_FORMAT,
     check_checkpoint,
@@ -55,6 +51,19 @@ from medscale.train.manifest import (
     write_json,
 )
 from medscale.train.metrics_log import MetricsLogger, clean_json
+from medscale.train.runtime import (
+    Signals,
+    StackWatchdog,
+    agree,
+    determinism,
+    rank_seed,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+
+if TYPE_CHECKING:
+    from medscale.models.spec import DataSpec
 
 log = logging.getLogger(__name__)
 
@@ -86,34 +95,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class _Signals:
-    """SIGTERM: checkpoint at the next step boundary and stop. SIGUSR1: checkpoint, go on."""
-
-    def __init__(self) -> None:
-        self.stop: str | None = None
-        self.checkpoint = False
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.checkpoint = True
-        if signum == signal.SIGTERM:
-            self.stop = "SIGTERM"
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("train() runs outside the main thread: SIGTERM/SIGUSR1 not handled")
-            return
-        for name in ("SIGTERM", "SIGUSR1"):
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old = {}
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -130,84 +111,6 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     span = max(1, config.max_steps - sched.warmup_steps)
     progress = min(1.0, after / span)
     return sched.min_factor + (1 - sched.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-        "cuda": [],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["name"],
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _rank_seed(seed: int, rank: int) -> int:
-    """A per-rank seed for dropout and other draws after the (shared) initialisation."""
-    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@contextlib.contextmanager
-def _determinism(enabled: bool, device_type: str):
-    """Deterministic kernels for the run; the process's previous settings come back after."""
-    import torch
-
-    old = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    if enabled:
-        if device_type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old[0])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[1], old[2]
 
 
 def _device(config: TrainConfig) -> Any:
@@ -259,32 +162,60 @@ def _recordings(config: TrainConfig, split: Split) -> tuple[list[str], list[str]
     return train, val
 
 
-def build_run_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def build_run_model(
+    config: TrainConfig, in_channels: int | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The run's model and the keyword arguments it was built with: ``config.model_kwargs``,
+    plus ``in_channels`` where the model takes it and the config does not set it (by
+    default the number of channel groups, what a signals task serves)."""
     from medscale.models import build_model
     from medscale.models.registry import model_arguments
 
     kwargs = dict(config.model_kwargs)
-    n_groups = len(config.data.sampling.channel_groups)
+    if in_channels is None:
+        in_channels = len(config.data.sampling.channel_groups)
     if "in_channels" in model_arguments(config.model) and "in_channels" not in kwargs:
-        kwargs["in_channels"] = n_groups
+        kwargs["in_channels"] = in_channels
     return build_model(config.model, **kwargs), kwargs
+
+
+def input_channels(config: TrainConfig, store: Store) -> int:
+    """The channels the data serves: one per channel group for signals, the stored channels
+    of the (first) image or volume otherwise."""
+    task = store.task
+    if task.segmented:
+        return len(config.data.sampling.channel_groups)
+    first = next(iter(store.recordings()), None)
+    if first is None:
+        raise SpecError(f"{store.location} holds no records to train on")
+    return int(first.arrays[task.input_kind].shape[0])
 
 
 # -- validation ---------------------------------------------------------------------------
 
 
 def validate(
-    model: Any, nights: Any, device: Any, autocast: Any, *, distributed: bool = False
+    model: Any,
+    nights: Any,
+    device: Any,
+    autocast: Any,
+    *,
+    distributed: bool = False,
+    task: Task = SLEEP_STAGING,
 ) -> dict[str, Any]:
-    """Score ``model`` on whole nights: each channel combination is predicted, the
-    probabilities soft-voted per epoch, and all nights' epochs pooled into one `score`.
+    """Score ``model`` on whole records: for a segment task each channel combination of a
+    recording is predicted and the probabilities soft-voted per segment; for an image task
+    each image is predicted once. All records are pooled into the ``task``'s metrics
+    (`medscale.evaluate.task_scores.score_task`) plus ``val_loss`` (and ``loss``, the same,
+    where the task declares it).
 
     ``distributed``: ``nights`` is this rank's share; the ranks' predictions are gathered so
     that every rank returns the metrics of all nights, as one process would."""
-    from medscale.evaluate.inference import predict_nights
-    from medscale.evaluate.metrics import score
+    from medscale.evaluate.inference import predict_images, predict_nights
+    from medscale.evaluate.task_scores import LOSS_METRIC, score_task
 
-    predicted = predict_nights(model, nights, device, autocast)
+    predict = predict_nights if task.segmented else predict_images
+    predicted = predict(model, nights, device, autocast)
     if distributed:
         import torch.distributed as dist
 
@@ -295,12 +226,14 @@ def validate(
     if not predicted:
         raise SpecError("validation found no nights to score (empty val subset?)")
     y_true = np.concatenate([night.y_true for night in predicted.values()])
-    y_pred = np.concatenate([night.probabilities.argmax(axis=1) for night in predicted.values()])
-    metrics = score(y_true, y_pred)
+    probabilities = np.concatenate([night.probabilities for night in predicted.values()])
+    metrics = score_task(task, y_true, probabilities)
     # The loss of each combination's chunks, as before the vote.
     loss_sum = sum(night.loss_sum for night in predicted.values())
     loss_count = sum(night.loss_count for night in predicted.values())
     metrics["val_loss"] = loss_sum / max(1, loss_count)
+    if any(m.name == LOSS_METRIC for m in task.metrics):
+        metrics[LOSS_METRIC] = metrics["val_loss"]
     metrics["n_nights"] = len(predicted)
     return metrics
 
@@ -346,285 +279,327 @@ def train(
     model or config is refused before anything is loaded.
     """
 
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise SpecError(f"rank {rank} is outside 0..{world_size - 1} (world_size)")
-    distributed = world_size > 1
-    if distributed:
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            raise SpecError(
-                "world_size > 1 needs torch.distributed initialised (init_process_group) "
-                "before train(); medscale does not start the processes itself yet"
-            )
-        if dist.get_world_size() != world_size or dist.get_rank() != rank:
-            raise SpecError(
-                f"rank/world_size ({rank}/{world_size}) differ from torch.distributed's "
-                f"({dist.get_rank()}/{dist.get_world_size()})"
-            )
-    main_rank = rank == 0
-    out_dir = Path(out_dir)
-    store = store if isinstance(store, Store) else Store(store, read_only=True)
-    device = _device(config)
-    resume_from = check_run_dir(out_dir, resume)
-    if distributed:
-        dist.barrier()
-
-    split, split_source = resolve_split(config, store)
-    train_recordings, val_recordings = _recordings(config, split)
-    split_path = out_dir / "split.json"
-    if main_rank:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if split_source is None or resume_from is None:
-            if split_source is None:
-                write_split(split, split_path)
-            elif Path(split_source).resolve() != split_path.resolve():
-                shutil.copyfile(split_source, split_path)
-    if split_source is not None:
-        split_hash = file_sha256(split_source)
-    else:  # the bytes write_split writes, hashed in memory (other ranks may not see the file)
-        text = json.dumps(split.to_json(), indent=1, sort_keys=True) + "\n"
-        split_hash = hashlib.sha256(text.encode()).hexdigest()
-    store_hash = split.store_content_hash
-    config_hash = config.config_hash({"split_sha256": split_hash, "store_content_hash": store_hash})
-
-    with _determinism(config.deterministic, device.type):
-        return _run(
-            config,
-            store,
-            out_dir,
-            device=device,
-            resume_from=resume_from,
-            progress=progress and main_rank,
-            rank=rank,
-            world_size=world_size,
-            train_recordings=train_recordings,
-            val_recordings=val_recordings,
-            manifest_parts={
-                "store": {
-                    "location": store.location,
-                    "content_hash": store_hash,
-                    "layout_version": store.layout_version,
-                },
-                "split": {
-                    "source": split_source,
-                    "copy": "split.json",
-                    "sha256": split_hash,
-                    "kind": split.kind,
-                    "seed": split.seed,
-                    "train_recordings": len(train_recordings),
-                    "val_recordings": len(val_recordings),
-                },
-            },
-            config_hash=config_hash,
-        )
-
-
-def _run(
-    config: TrainConfig,
-    store: Store,
-    out_dir: Path,
-    *,
-    device: Any,
-    resume_from: Path | None,
-    progress: bool,
-    rank: int,
-    world_size: int,
-    train_recordings: list[str],
-    val_recordings: list[str],
-    manifest_parts: dict[str, Any],
-    config_hash: str,
-) -> TrainResult:
-    import torch
-    import torch.distributed as dist
-    from tqdm.auto import tqdm
-
-    from medscale.data.torch_data import EvalNights, create_train_loader
-
-    main_rank = rank == 0
-    distributed = world_size > 1
-    _seed_everything(config.seed)
-    model, model_kwargs = build_run_model(config)
-    model.to(device)
-    if distributed:  # same initial weights everywhere, then each rank its own dropout stream
-        _seed_everything(_rank_seed(config.seed, rank))
-
-    # Mixed precision: CUDA only; bfloat16 where supported (no loss scaling), else float16.
-    amp_dtype = None
-    if config.amp:
-        if device.type == "cuda":
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            log.warning("amp: mixed precision is CUDA-only; training on %s in float32", device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    def autocast():
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=amp_dtype)
-
-    opt_cfg = config.optimizer
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=opt_cfg.lr,
-        betas=opt_cfg.betas,
-        eps=opt_cfg.eps,
-        weight_decay=opt_cfg.weight_decay,
+    trainer = Trainer(
+        config,
+        store,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        rank=rank,
+        world_size=world_size,
     )
+    with determinism(config.deterministic, trainer.device.type):
+        trainer.setup()
+        return trainer.run()
 
-    lr_world = world_lr_scale(config, world_size)
 
-    def factor(step: int) -> float:
-        return lr_multiplier(config, step, world_size)
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one `Trainer.step` did: the batch's loss, the learning rate it used, the gradient
+    norm before clipping (None without clipping), and whether it ended a pass."""
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    loss: float
+    lr: float
+    grad_norm: float | None
+    epoch_done: bool
 
-    rank_batch = rank_batch_size(config, world_size)
-    per_rank = config.data.sampling.samples_per_epoch // world_size
-    steps_per_epoch = per_rank // rank_batch
-    if steps_per_epoch == 0:
-        raise SpecError(
-            f"data.sampling.samples_per_epoch ({config.data.sampling.samples_per_epoch}) "
-            f"gives each of {world_size} ranks {per_rank} samples, fewer than its batch "
-            f"({rank_batch})"
+
+@dataclass
+class Position:
+    """Where a run is: optimiser steps taken, passes over the sampled data (``epoch``) and
+    steps into the current pass."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+
+
+class Trainer:
+    """One rank of a training run, in parts: `setup` builds the model, optimiser, data and run
+    folder (or restores them from ``checkpoints/last.pt``); `step` trains on one batch;
+    `validate` scores the validation nights and keeps the best checkpoint; `checkpoint`
+    saves the whole state. `run` drives them until ``max_steps``, early stopping or SIGTERM.
+
+    Constructing one resolves the run's identity (split, store and config hashes, the
+    checkpoint to resume from) and touches no model.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        store: Store | str,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise SpecError(f"rank {rank} is outside 0..{world_size - 1} (world_size)")
+        self.distributed = world_size > 1
+        if self.distributed:
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized()):
+                raise SpecError(
+                    "world_size > 1 needs torch.distributed initialised (init_process_group) "
+                    "before train(); medscale does not start the processes itself yet"
+                )
+            if dist.get_world_size() != world_size or dist.get_rank() != rank:
+                raise SpecError(
+                    f"rank/world_size ({rank}/{world_size}) differ from torch.distributed's "
+                    f"({dist.get_rank()}/{dist.get_world_size()})"
+                )
+        self.config, self.rank, self.world_size = config, rank, world_size
+        self.main_rank = rank == 0
+        self.progress = progress and self.main_rank
+        self.out_dir = Path(out_dir)
+        self.store = store if isinstance(store, Store) else Store(store, read_only=True)
+        self.task: Task = self.store.task
+        self.loss = task_loss(self.task)
+        self.monitor = monitored_metric(config, self.task)
+        self.device = _device(config)
+        self.resume_from = check_run_dir(self.out_dir, resume)
+        if self.distributed:
+            dist.barrier()
+        self._resolve_split()
+        self.last_path = self.out_dir / "checkpoints" / "last.pt"
+        self.best_path = self.out_dir / "checkpoints" / "best.pt"
+
+    def _resolve_split(self) -> None:
+        """The split, its copy in the run folder, and the hashes that identify the run."""
+        config, out_dir = self.config, self.out_dir
+        split, split_source = resolve_split(config, self.store)
+        self.train_recordings, self.val_recordings = _recordings(config, split)
+        split_path = out_dir / "split.json"
+        if self.main_rank:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if split_source is None or self.resume_from is None:
+                if split_source is None:
+                    write_split(split, split_path)
+                elif Path(split_source).resolve() != split_path.resolve():
+                    shutil.copyfile(split_source, split_path)
+        if split_source is not None:
+            split_hash = file_sha256(split_source)
+        else:  # the bytes write_split writes, hashed in memory (other ranks may not see it)
+            text = json.dumps(split.to_json(), indent=1, sort_keys=True) + "\n"
+            split_hash = hashlib.sha256(text.encode()).hexdigest()
+        store_hash = split.store_content_hash
+        self.config_hash = config.config_hash(
+            {"split_sha256": split_hash, "store_content_hash": store_hash}
         )
+        self.manifest_parts = {
+            "store": {
+                "location": self.store.location,
+                "content_hash": store_hash,
+                "layout_version": self.store.layout_version,
+            },
+            "split": {
+                "source": split_source,
+                "copy": "split.json",
+                "sha256": split_hash,
+                "kind": split.kind,
+                "seed": split.seed,
+                "train_recordings": len(self.train_recordings),
+                "val_recordings": len(self.val_recordings),
+            },
+        }
 
-    # State that a checkpoint carries besides the modules.
-    step, epoch, epoch_step = 0, 0, 0
-    early = {"best": None, "best_step": None, "bad": 0}
-    accum = {"loss_sum": 0.0, "n": 0}
-    resumed_step = None
-    resumed_world_size = None
-    if resume_from is not None:
-        state = load_checkpoint(resume_from)
+    # -- setup ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Build (or restore) everything a run needs, in an order that fixes every random
+        draw: the seed, the model, the per-rank dropout seed, then optimiser, data and logs."""
+        import torch
+
+        config, device = self.config, self.device
+        seed_everything(config.seed)
+        self.model, self.model_kwargs = build_run_model(config, input_channels(config, self.store))
+        self.model.to(device)
+        if self.distributed:  # same initial weights everywhere, then each rank its own dropout
+            seed_everything(rank_seed(config.seed, self.rank))
+
+        # Mixed precision: CUDA only; bfloat16 where supported (no loss scaling), else float16.
+        self.amp_dtype = None
+        if config.amp:
+            if device.type == "cuda":
+                bf16 = torch.cuda.is_bf16_supported()
+                self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+            else:
+                log.warning("amp: mixed precision is CUDA-only; training on %s in float32", device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        opt_cfg = config.optimizer
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=opt_cfg.lr,
+            betas=opt_cfg.betas,
+            eps=opt_cfg.eps,
+            weight_decay=opt_cfg.weight_decay,
+        )
+        world_size = self.world_size
+
+        def factor(step: int) -> float:
+            return lr_multiplier(config, step, world_size)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+        self.rank_batch = rank_batch_size(config, world_size)
+        per_rank = config.data.sampling.samples_per_epoch // world_size
+        self.steps_per_epoch = per_rank // self.rank_batch
+        if self.steps_per_epoch == 0:
+            raise SpecError(
+                f"data.sampling.samples_per_epoch ({config.data.sampling.samples_per_epoch}) "
+                f"gives each of {world_size} ranks {per_rank} samples, fewer than its batch "
+                f"({self.rank_batch})"
+            )
+
+        # State that a checkpoint carries besides the modules.
+        self.position = Position()
+        self.early: dict[str, Any] = {"best": None, "best_step": None, "bad": 0}
+        self.accum: dict[str, Any] = {"loss_sum": 0.0, "n": 0}
+        self.resumed_step: int | None = None
+        self.resumed_world_size: int | None = None
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        else:
+            self.ddp_model = self.model
+        self._setup_data()
+        from medscale.models.spec import check_data_spec
+
+        check_data_spec(
+            self.model.data_spec,
+            data_spec(config, self.loader.dataset.index, self.task),
+            model_name=config.model,
+            data_name=f"the data of task {self.task.name!r} in {self.store.location}",
+        )
+        self._write_run_files()
+        self.logger = MetricsLogger(
+            self.out_dir,
+            config.log,
+            keep_until_step=self.resumed_step if self.resume_from else None,
+            enabled=self.main_rank,
+            config=config.to_dict(),
+        )
+        self.last_validation: dict[str, Any] | None = None
+        self.train_seconds, self.timed_steps = 0.0, 0
+
+    def _restore(self, path: Path) -> None:
+        """Load ``path`` (checked first) into the model, optimiser and run state."""
+        state = load_checkpoint(path)
         check_checkpoint(
             state,
-            model_name=config.model,
-            config_hash=config_hash,
-            model_state=model.state_dict(),
-            path=resume_from,
+            model_name=self.config.model,
+            config_hash=self.config_hash,
+            model_state=self.model.state_dict(),
+            path=path,
         )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
-        early = dict(state["early_stopping"])
+            self.scaler.load_state_dict(state["scaler"])
+        self.position = Position(state["step"], state["epoch"], state["epoch_step"])
+        self.early = dict(state["early_stopping"])
         per_rank_states = state.get("per_rank") or [
             {"rng": state["rng"], "log_accumulator": state["log_accumulator"]}
         ]
-        resumed_world_size = len(per_rank_states)
-        if resumed_world_size == world_size:
-            accum = dict(per_rank_states[rank]["log_accumulator"])
-            _set_rng_state(per_rank_states[rank]["rng"])
+        self.resumed_world_size = len(per_rank_states)
+        if self.resumed_world_size == self.world_size:
+            self.accum = dict(per_rank_states[self.rank]["log_accumulator"])
+            set_rng_state(per_rank_states[self.rank]["rng"])
         else:  # another world size: the same samples, but fresh dropout streams per rank
             log.warning(
                 "resuming a %d-rank checkpoint on %d ranks: samples continue exactly, "
                 "dropout draws do not (bitwise equality needs the same world size)",
-                resumed_world_size,
-                world_size,
+                self.resumed_world_size,
+                self.world_size,
             )
-            _seed_everything(_rank_seed(config.seed + step, rank))
-        resumed_step = step
-        del state
+            seed_everything(rank_seed(self.config.seed + self.position.step, self.rank))
+        self.resumed_step = self.position.step
 
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
+    def _setup_data(self) -> None:
+        import torch
 
-        ddp_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+        from medscale.data.evaluation import EvalImages
+        from medscale.data.torch_data import EvalNights, can_serve_codes, create_train_loader
+
+        config = self.config
+        self.loader = create_train_loader(
+            self.store,
+            config.data,
+            batch_size=self.rank_batch,
+            num_workers=config.num_workers,
+            rank=self.rank,
+            world_size=self.world_size,
+            epoch=self.position.epoch,
+            start=self.position.epoch_step * self.rank_batch,
+            recordings=self.train_recordings,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            # int16 codes to the GPU, scaled there: half the bytes through the workers
+            serve_codes=self.device.type == "cuda"
+            and can_serve_codes(config.data, self.task.input_kind),
+            # Worker seeds come from this generator, not from torch's global stream, so that
+            # creating an iterator (at a resume point or an epoch start) never shifts dropout.
+            generator=torch.Generator().manual_seed(config.seed),
         )
-    else:
-        ddp_model = model
+        self.nights = None
+        if self.val_recordings:
+            evaluation = EvalNights if self.task.segmented else EvalImages
+            self.nights = evaluation(
+                self.store,
+                config.data,
+                recordings=self.val_recordings,
+                rank=self.rank,
+                world_size=self.world_size,
+            )
 
-    loader = create_train_loader(
-        store,
-        config.data,
-        batch_size=rank_batch,
-        num_workers=config.num_workers,
-        rank=rank,
-        world_size=world_size,
-        epoch=epoch,
-        start=epoch_step * rank_batch,
-        recordings=train_recordings,
-        drop_last=True,
-        pin_memory=device.type == "cuda",
-        # Worker seeds come from this generator, not from torch's global stream, so that
-        # creating an iterator (at a resume point or an epoch start) never shifts dropout.
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    nights = None
-    if val_recordings:
-        nights = EvalNights(
-            store, config.data, recordings=val_recordings, rank=rank, world_size=world_size
-        )
+    def _write_run_files(self) -> None:
+        """``manifest.json`` (new, or with this resume appended) and ``config.yaml``."""
+        import torch
+        import torch.distributed as dist
 
-    ckpt_dir = out_dir / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-
-    def checkpoint_state() -> dict[str, Any]:
-        """The state to save; a collective when distributed (every rank's RNG is gathered),
-        so every rank calls it at the same steps."""
-        own = {"rng": _rng_state(), "log_accumulator": dict(accum)}
-        per_rank_states = [own]
-        if distributed:
-            per_rank_states = [None] * world_size
-            dist.all_gather_object(per_rank_states, own)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": 1,
-            "model_name": config.model,
-            "model_kwargs": model_kwargs,
-            "config_hash": config_hash,
-            "step": step,
-            "epoch": epoch,
-            "epoch_step": epoch_step,
-            "sampler": {
-                "epoch": epoch,
-                "global_start": epoch_step * rank_batch * world_size,
-                "world_size": world_size,
-            },
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "rng": per_rank_states[0]["rng"],
-            "early_stopping": dict(early),
-            "log_accumulator": per_rank_states[0]["log_accumulator"],
-            "per_rank": per_rank_states,
-        }
-
-    if main_rank:
+        if not self.main_rank:
+            return
+        config, out_dir = self.config, self.out_dir
         manifest_path = out_dir / "manifest.json"
-        if resume_from is None:
+        if self.resume_from is None:
             manifest = build_manifest(
                 config=config.to_dict(),
-                config_hash=config_hash,
+                config_hash=self.config_hash,
                 seed=config.seed,
-                device=device.type,
+                device=self.device.type,
                 run={
-                    "model_kwargs": model_kwargs,
-                    "world_size": world_size,
-                    "rank_batch_size": rank_batch,
-                    "global_batch_size": rank_batch * world_size,
-                    "lr_world_scale": lr_world,
-                    "backend": dist.get_backend() if distributed else None,
+                    "model_kwargs": self.model_kwargs,
+                    "world_size": self.world_size,
+                    "rank_batch_size": self.rank_batch,
+                    "global_batch_size": self.rank_batch * self.world_size,
+                    "lr_world_scale": world_lr_scale(config, self.world_size),
+                    "backend": dist.get_backend() if self.distributed else None,
                     "deterministic": config.deterministic,
-                    "amp_dtype": str(amp_dtype) if amp_dtype else None,
-                    "steps_per_epoch": steps_per_epoch,
-                    "parameters": sum(p.numel() for p in model.parameters()),
+                    "amp_dtype": str(self.amp_dtype) if self.amp_dtype else None,
+                    "steps_per_epoch": self.steps_per_epoch,
+                    "parameters": sum(p.numel() for p in self.model.parameters()),
                     "resumes": [],
                 },
-                **manifest_parts,
+                **self.manifest_parts,
             )
         else:
             manifest = json.loads(manifest_path.read_text())
             manifest["run"]["resumes"].append(
                 {
-                    "step": step,
-                    "world_size": world_size,
-                    "from_world_size": resumed_world_size,
+                    "step": self.position.step,
+                    "world_size": self.world_size,
+                    "from_world_size": self.resumed_world_size,
                     "torch_threads": torch.get_num_threads(),
                     "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
@@ -632,214 +607,336 @@ def _run(
         write_json(manifest, manifest_path)
         (out_dir / "config.yaml").write_text(config.to_yaml())
         (out_dir / "result.json").unlink(missing_ok=True)
-    logger = MetricsLogger(
-        out_dir,
-        config.log,
-        keep_until_step=resumed_step if resume_from else None,
-        enabled=main_rank,
-    )
 
-    signals = _Signals()
-    signals.install()
-    watchdog = _StackWatchdog(
-        out_dir / "stacks" / f"rank{rank}.txt" if distributed else None,
-        config.distributed.timeout_s,
-    )
-    bar = tqdm(
-        total=config.max_steps,
-        initial=step,
-        disable=not progress,
-        unit="step",
-        dynamic_ncols=True,
-        desc=f"train {config.model}",
-    )
-    stopped = "max_steps" if step >= config.max_steps else None
-    last_val: dict[str, Any] | None = None
-    train_seconds, timed_steps = 0.0, 0
-    sampler = loader.sampler
-    try:
-        while stopped is None:
-            sampler.set_epoch(epoch)
-            sampler.set_start(epoch_step * rank_batch)
-            t0 = time.perf_counter()
-            for batch in loader:
-                watchdog.arm()
-                x = batch["x"].to(device, non_blocking=True)
-                y = batch["y"].to(device, non_blocking=True)
-                with autocast():
-                    logits = ddp_model(x)
-                    loss = masked_cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                grad_norm = None
-                if config.grad_clip_norm is not None:
-                    scaler.unscale_(optimizer)
-                    grad_norm = float(
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
-                    )
-                lr = optimizer.param_groups[0]["lr"]
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                epoch_step += 1
-                epoch_done = epoch_step == steps_per_epoch
-                if epoch_done:
-                    epoch, epoch_step = epoch + 1, 0
-                accum["loss_sum"] += float(loss.detach())
-                accum["n"] += 1
-                now = time.perf_counter()
-                train_seconds += now - t0
-                timed_steps += 1
-                bar.update(1)
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context of forward passes (a no-op without AMP)."""
+        import torch
 
-                if step % config.log_every == 0 or step == config.max_steps:
-                    loss_sum, loss_n = accum["loss_sum"], accum["n"]
-                    if distributed:  # the mean over all ranks' batches
-                        totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
-                        dist.all_reduce(totals)
-                        loss_sum, loss_n = float(totals[0]), float(totals[1])
-                    record = {
-                        "kind": "train",
-                        "step": step,
-                        "epoch": epoch,
-                        "lr": lr,
-                        "loss": loss_sum / max(1, loss_n),
-                        "grad_norm": grad_norm,
-                        "elapsed_s": round(train_seconds, 3),
-                        "steps_per_s": round(timed_steps / max(train_seconds, 1e-9), 3),
-                    }
-                    logger.write(record)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
-                    accum = {"loss_sum": 0.0, "n": 0}
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-                want_stop = None
-                if nights is not None and (
-                    step % config.val_every == 0 or step == config.max_steps
-                ):
-                    if distributed:  # validate rank 0's model everywhere (BN running stats)
-                        for buffer in model.buffers():
-                            dist.broadcast(buffer, 0)
-                    last_val = validate(model, nights, device, autocast, distributed=distributed)
-                    value = float(last_val[config.early_stopping.metric])
-                    value = value if math.isfinite(value) else -math.inf
-                    improved = early["best"] is None or (
-                        value > early["best"] + config.early_stopping.min_delta
-                    )
-                    if improved:
-                        early.update(best=value, best_step=step, bad=0)
-                        state = checkpoint_state()
-                        if main_rank:
-                            save_checkpoint(state, best_path)
-                    else:
-                        early["bad"] += 1
-                    patience = config.early_stopping.patience
-                    if patience is not None and early["bad"] >= patience:
-                        want_stop = "early_stopping"
-                    logger.write(
-                        {
-                            "kind": "val",
-                            "step": step,
-                            "epoch": epoch,
-                            **{k: v for k, v in last_val.items() if k != "n_nights"},
-                            "best": early["best"],
-                        }
-                    )
-                    bar.set_postfix(
-                        loss=f"{float(loss.detach()):.3f}",
-                        **{config.early_stopping.metric: f"{value:.3f}"},
-                        refresh=False,
-                    )
-                if step >= config.max_steps:
-                    want_stop = want_stop or "max_steps"
-                # A signal reaches one rank (or one node): all stop and checkpoint alike.
-                flags = [signals.stop is not None, signals.checkpoint]
-                if distributed:
-                    flags = _agree(flags, device)
-                if flags[0] and want_stop is None:
-                    want_stop = signals.stop or "SIGTERM"
-                if step % config.checkpoint_every == 0 or flags[1] or want_stop is not None:
-                    state = checkpoint_state()
-                    if main_rank:
-                        save_checkpoint(state, last_path)
-                    if flags[1] and signals.stop is None:
-                        log.warning("signal: checkpoint written at step %d", step)
-                    del state
-                signals.checkpoint = False
-                t0 = time.perf_counter()
-                if want_stop is not None:
-                    stopped = want_stop
-                    break
-                if epoch_done:  # a rank with one sample more than the others must not go on
-                    break
-    finally:
-        watchdog.close()
-        signals.restore()
-        bar.close()
-        logger.close()
+    # -- step, validate, checkpoint -------------------------------------------------------
 
-    if nights is None and main_rank:
-        shutil.copyfile(last_path, best_path)  # without validation, the best is the last
-    result = TrainResult(
-        run_dir=out_dir,
-        step=step,
-        epoch=epoch,
-        stopped=stopped,
-        finished=stopped != "SIGTERM",
-        resumed_from_step=resumed_step,
-        best_step=early["best_step"],
-        best_metric=early["best"],
-        last_validation=last_val,
-        last_checkpoint=last_path,
-        best_checkpoint=best_path if best_path.exists() else None,
-        weights_sha256=weights_sha256(model.state_dict()),
-        train_seconds=train_seconds,
-        steps_per_second=timed_steps / train_seconds if train_seconds > 0 else 0.0,
-    )
-    if main_rank:
-        write_json(
-            {
-                "step": result.step,
-                "epoch": result.epoch,
-                "stopped": result.stopped,
-                "finished": result.finished,
-                "resumed_from_step": result.resumed_from_step,
-                "best_step": result.best_step,
-                "best_metric": result.best_metric,
-                "early_stopping_metric": config.early_stopping.metric,
-                "last_validation": clean_json(result.last_validation),
-                "weights_sha256": result.weights_sha256,
-                "train_seconds_this_call": round(result.train_seconds, 3),
-                "steps_per_second_this_call": round(result.steps_per_second, 3),
-            },
-            out_dir / "result.json",
+    def step(self, batch: dict[str, Any]) -> StepOutcome:
+        """One optimiser update on ``batch``; advances `position`."""
+        import torch
+
+        from medscale.data.torch_data import scale_on_device
+
+        config, device = self.config, self.device
+        if "codes" in batch:  # bit-identical to the float32 windows
+            x = scale_on_device(batch, device, config.data.processing.clip)
+        else:
+            x = batch["x"].to(device, non_blocking=True)
+        y = batch["y"].to(device, non_blocking=True)
+        with self.autocast():
+            logits = self.ddp_model(x)
+            loss = self.loss(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        grad_norm = None
+        if config.grad_clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        pos = self.position
+        pos.step += 1
+        pos.epoch_step += 1
+        epoch_done = pos.epoch_step == self.steps_per_epoch
+        if epoch_done:
+            pos.epoch, pos.epoch_step = pos.epoch + 1, 0
+        loss_value = float(loss.detach())
+        self.accum["loss_sum"] += loss_value
+        self.accum["n"] += 1
+        return StepOutcome(loss_value, lr, grad_norm, epoch_done)
+
+    def validate(self) -> dict[str, Any]:
+        """Score the validation nights, log the metrics, keep the best checkpoint and count
+        validations without improvement; return the metrics."""
+        import torch.distributed as dist
+
+        config, early = self.config, self.early
+        if self.distributed:  # validate rank 0's model everywhere (BN running stats)
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
+        metrics = validate(
+            self.model,
+            self.nights,
+            self.device,
+            self.autocast,
+            distributed=self.distributed,
+            task=self.task,
         )
-        from medscale.train.report import write_training_report
+        self.last_validation = metrics
+        monitor, delta = self.monitor, config.early_stopping.min_delta
+        value = float(metrics[monitor.name])
+        if not math.isfinite(value):  # the worst value in the metric's direction
+            value = -math.inf if monitor.mode == "max" else math.inf
+        improved = early["best"] is None or monitor.better(
+            value, early["best"] + (delta if monitor.mode == "max" else -delta)
+        )
+        if improved:
+            early.update(best=value, best_step=self.position.step, bad=0)
+            self.checkpoint(self.best_path)
+        else:
+            early["bad"] += 1
+        self.logger.write(
+            {
+                "kind": "val",
+                "step": self.position.step,
+                "epoch": self.position.epoch,
+                **{k: v for k, v in metrics.items() if k != "n_nights"},
+                "best": early["best"],
+            }
+        )
+        return metrics
 
-        write_training_report(out_dir, f"medscale training run {out_dir.name} ({config.model})")
-    return result
+    def patience_exhausted(self) -> bool:
+        """Whether early stopping's patience has run out."""
+        patience = self.config.early_stopping.patience
+        return patience is not None and self.early["bad"] >= patience
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The state to save; a collective when distributed (every rank's RNG is gathered),
+        so every rank calls it at the same steps."""
+        import torch.distributed as dist
+
+        own = {"rng": rng_state(), "log_accumulator": dict(self.accum)}
+        per_rank_states = [own]
+        if self.distributed:
+            per_rank_states = [None] * self.world_size
+            dist.all_gather_object(per_rank_states, own)
+        pos = self.position
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "model_name": self.config.model,
+            "model_kwargs": self.model_kwargs,
+            "config_hash": self.config_hash,
+            "step": pos.step,
+            "epoch": pos.epoch,
+            "epoch_step": pos.epoch_step,
+            "sampler": {
+                "epoch": pos.epoch,
+                "global_start": pos.epoch_step * self.rank_batch * self.world_size,
+                "world_size": self.world_size,
+            },
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": per_rank_states[0]["rng"],
+            "early_stopping": dict(self.early),
+            "log_accumulator": per_rank_states[0]["log_accumulator"],
+            "per_rank": per_rank_states,
+        }
+
+    def checkpoint(self, path: Path) -> None:
+        """Save the state to ``path`` (rank 0 writes; every rank must call it)."""
+        state = self.checkpoint_state()
+        if self.main_rank:
+            save_checkpoint(state, path)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train from `position` until the run stops; write ``result.json`` and the report."""
+        from tqdm.auto import tqdm
+
+        config = self.config
+        self.signals = Signals()
+        self.signals.install()
+        self.watchdog = StackWatchdog(
+            self.out_dir / "stacks" / f"rank{self.rank}.txt" if self.distributed else None,
+            config.distributed.timeout_s,
+        )
+        self.bar = tqdm(
+            total=config.max_steps,
+            initial=self.position.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"train {config.model}",
+        )
+        stopped = "max_steps" if self.position.step >= config.max_steps else None
+        try:
+            while stopped is None:
+                stopped = self._train_epoch()
+        finally:
+            self.watchdog.close()
+            self.signals.restore()
+            self.bar.close()
+            self.logger.close()
+        return self._finish(stopped)
+
+    def _train_epoch(self) -> str | None:
+        """Steps until this pass over the data ends (None) or the run stops (why)."""
+        config, pos = self.config, self.position
+        sampler = self.loader.sampler
+        sampler.set_epoch(pos.epoch)
+        sampler.set_start(pos.epoch_step * self.rank_batch)
+        t0 = time.perf_counter()
+        for batch in self.loader:
+            self.watchdog.arm()
+            outcome = self.step(batch)
+            self.train_seconds += time.perf_counter() - t0
+            self.timed_steps += 1
+            self.bar.update(1)
+            if pos.step % config.log_every == 0 or pos.step == config.max_steps:
+                self._log_train(outcome)
+            want_stop = None
+            if self.nights is not None and (
+                pos.step % config.val_every == 0 or pos.step == config.max_steps
+            ):
+                metric = self.monitor.name
+                shown = {"loss": f"{outcome.loss:.3f}"}
+                shown[f"val_{metric}" if metric in shown else metric] = (
+                    f"{self.validate()[metric]:.3f}"
+                )
+                self.bar.set_postfix(shown, refresh=False)
+                if self.patience_exhausted():
+                    want_stop = "early_stopping"
+            if pos.step >= config.max_steps:
+                want_stop = want_stop or "max_steps"
+            want_stop = self._checkpoint_if_due(want_stop)
+            t0 = time.perf_counter()
+            if want_stop is not None:
+                return want_stop
+            if outcome.epoch_done:  # a rank with one sample more than the others must not go on
+                return None
+        return None
+
+    def _log_train(self, outcome: StepOutcome) -> None:
+        import torch
+        import torch.distributed as dist
+
+        loss_sum, loss_n = self.accum["loss_sum"], self.accum["n"]
+        if self.distributed:  # the mean over all ranks' batches
+            totals = torch.tensor([loss_sum, loss_n], dtype=torch.float64)
+            dist.all_reduce(totals)
+            loss_sum, loss_n = float(totals[0]), float(totals[1])
+        record = {
+            "kind": "train",
+            "step": self.position.step,
+            "epoch": self.position.epoch,
+            "lr": outcome.lr,
+            "loss": loss_sum / max(1, loss_n),
+            "grad_norm": outcome.grad_norm,
+            "elapsed_s": round(self.train_seconds, 3),
+            "steps_per_s": round(self.timed_steps / max(self.train_seconds, 1e-9), 3),
+        }
+        self.logger.write(record)
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
+        self.accum = {"loss_sum": 0.0, "n": 0}
+
+    def _checkpoint_if_due(self, want_stop: str | None) -> str | None:
+        """Checkpoint on schedule, on a signal or before stopping; return why to stop."""
+        config, signals = self.config, self.signals
+        # A signal reaches one rank (or one node): all stop and checkpoint alike.
+        flags = [signals.stop is not None, signals.checkpoint]
+        if self.distributed:
+            flags = agree(flags, self.device)
+        if flags[0] and want_stop is None:
+            want_stop = signals.stop or "SIGTERM"
+        if self.position.step % config.checkpoint_every == 0 or flags[1] or want_stop is not None:
+            self.checkpoint(self.last_path)
+            if flags[1] and signals.stop is None:
+                log.warning("signal: checkpoint written at step %d", self.position.step)
+        signals.checkpoint = False
+        return want_stop
+
+    def _finish(self, stopped: str) -> TrainResult:
+        config, out_dir = self.config, self.out_dir
+        if self.nights is None and self.main_rank:
+            shutil.copyfile(self.last_path, self.best_path)  # without validation, best = last
+        result = TrainResult(
+            run_dir=out_dir,
+            step=self.position.step,
+            epoch=self.position.epoch,
+            stopped=stopped,
+            finished=stopped != "SIGTERM",
+            resumed_from_step=self.resumed_step,
+            best_step=self.early["best_step"],
+            best_metric=self.early["best"],
+            last_validation=self.last_validation,
+            last_checkpoint=self.last_path,
+            best_checkpoint=self.best_path if self.best_path.exists() else None,
+            weights_sha256=weights_sha256(self.model.state_dict()),
+            train_seconds=self.train_seconds,
+            steps_per_second=(
+                self.timed_steps / self.train_seconds if self.train_seconds > 0 else 0.0
+            ),
+        )
+        if self.main_rank:
+            write_json(
+                {
+                    "step": result.step,
+                    "epoch": result.epoch,
+                    "stopped": result.stopped,
+                    "finished": result.finished,
+                    "resumed_from_step": result.resumed_from_step,
+                    "best_step": result.best_step,
+                    "best_metric": result.best_metric,
+                    "early_stopping_metric": self.monitor.name,
+                    "last_validation": clean_json(result.last_validation),
+                    "weights_sha256": result.weights_sha256,
+                    "train_seconds_this_call": round(result.train_seconds, 3),
+                    "steps_per_second_this_call": round(result.steps_per_second, 3),
+                },
+                out_dir / "result.json",
+            )
+            from medscale.train.report import write_training_report
+
+            write_training_report(out_dir, f"medscale training run {out_dir.name} ({config.model})")
+        return result
 
 
-class _StackWatchdog:
-    """Under DDP, a step that takes longer than the collective timeout (a peer died or hangs)
-    dumps every thread's stack to ``stacks/rank<r>.txt`` before the collective fails."""
+def monitored_metric(config: TrainConfig, task: Task) -> Metric:
+    """The metric early stopping and the best checkpoint follow, with its direction: the
+    config's ``early_stopping.metric``/``mode`` where set, else the task's choice."""
+    stopping = config.early_stopping
+    name = stopping.metric or task.monitor
+    try:
+        declared = task.metric(name)
+    except SpecError as exc:
+        raise SpecError(f"early_stopping.metric: {exc}") from None
+    return Metric(name, stopping.mode or declared.mode)
 
-    def __init__(self, path: Path | None, timeout_s: float) -> None:
-        self.path, self.timeout_s, self.file = path, timeout_s, None
 
-    def arm(self) -> None:
-        if self.path is None:
-            return
-        if self.file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a")  # noqa: SIM115 (held open for faulthandler)
-        faulthandler.dump_traceback_later(self.timeout_s, repeat=False, file=self.file)
+def data_spec(config: TrainConfig, index: Any, task: Task) -> DataSpec:
+    """What the data layer serves a model for ``task`` (``index``: the training sampler's), to
+    check against the model's `DataSpec` before training."""
+    from medscale.models.spec import DataSpec
 
-    def close(self) -> None:
-        if self.file is not None:
-            faulthandler.cancel_dump_traceback_later()
-            self.file.close()
-            self.file = None
+    if not task.segmented:
+        return DataSpec(task.input_kind, channels=int(index.shapes[0, 0]), n_classes=task.n_outputs)
+    groups = len(config.data.sampling.channel_groups)
+    spectrogram = config.data.processing.spectrogram
+    per_segment = index.samples_per_segment
+    if spectrogram is None:
+        return DataSpec(
+            "signals",
+            channels=groups,
+            n_classes=task.n_outputs,
+            sfreq_hz=index.sfreq_hz,
+            segment_samples=per_segment,
+        )
+    win = round(spectrogram.window_s * index.sfreq_hz)
+    hop = round(spectrogram.hop_s * index.sfreq_hz)
+    frames = len(range(0, per_segment - win + 1, hop))
+    return DataSpec(
+        "spectrogram",
+        channels=groups,
+        n_classes=task.n_outputs,
+        sfreq_hz=index.sfreq_hz,
+        segment_shape=(win // 2 + 1, frames),
+    )
 
 
 def rank_batch_size(config: TrainConfig, world_size: int) -> int:
@@ -872,13 +969,3 @@ def lr_multiplier(config: TrainConfig, step: int, world_size: int) -> float:
     warmup = config.distributed.lr_warmup_steps
     ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
     return lr_factor(config, step) * (1.0 + (scale - 1.0) * ramp)
-
-
-def _agree(flags: list[bool], device: Any) -> list[bool]:
-    """Every rank's flags OR-ed together, so that all ranks stop and checkpoint alike."""
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor([int(f) for f in flags], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
