@@ -1,4 +1,4 @@
-"""ONNX export of a training run's model, and the ONNX Runtime side of `medscale predict`.
+"""ONNX export of a training run's model (`medscale.predict.model.load_onnx_model` runs it).
 
 ``MODEL.onnx`` holds the graph with a dynamic batch and a dynamic number of epochs, so a
 chunk of any length (the shorter last chunk of a night included) runs as it does in PyTorch.
@@ -10,20 +10,17 @@ another file). The format version is also written into the graph's metadata.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medscale import __version__
+from medscale.atomic import write_json_atomic
 from medscale.data.config import DataConfig
 from medscale.errors import SpecError
-from medscale.predict.model import StagingModelFacts, file_sha256, softmax_over_classes
+from medscale.train.manifest import file_sha256
 
 EXPORT_FORMAT = "medscale-onnx"
 EXPORT_FORMAT_VERSION = 1
@@ -61,7 +58,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
         "epoch_samples": epoch_samples,
         "data": data.to_dict(),
     }
-    _write_json(sidecar_path(out), record)
+    write_json_atomic(sidecar_path(out), record, indent=1, sort_keys=True)
     return out
 
 
@@ -124,80 +121,3 @@ class _quiet_logger:
 
     def __exit__(self, *exc: Any) -> None:
         self.logger.setLevel(self.level)
-
-
-def _write_json(path: Path, record: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(partial, path)
-
-
-@dataclass
-class OnnxStagingModel(StagingModelFacts):
-    """An exported model in an ONNX Runtime session (`medscale.predict.model.StagingModel`)."""
-
-    session: Any  # onnxruntime.InferenceSession
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(["logits"], {"x": np.ascontiguousarray(x, np.float32)})
-        return softmax_over_classes(logits)
-
-
-def load_onnx_model(path: str | Path, *, threads: int | None = None) -> OnnxStagingModel:
-    """Open ``path`` and its sidecar; refuse, naming the file and the fix, a missing or
-    foreign sidecar, another export format version, or a graph ONNX Runtime cannot load."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    side = sidecar_path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: no such ONNX file")
-    try:
-        record = json.loads(side.read_text())
-    except FileNotFoundError:
-        raise SpecError(
-            f"{path}: its sidecar {side.name} is missing; medscale needs the run's processing "
-            "recorded there: export with `medscale export RUN --format onnx`"
-        ) from None
-    except ValueError as exc:
-        raise SpecError(f"{side}: not valid JSON ({exc})") from None
-    if (
-        record.get("format") != EXPORT_FORMAT
-        or record.get("format_version") != EXPORT_FORMAT_VERSION
-    ):
-        raise SpecError(
-            f"{path}: written by medscale {record.get('medscale_version', '?')} as "
-            f"{record.get('format')!r} version {record.get('format_version')!r}; this medscale "
-            f"({__version__}) reads {EXPORT_FORMAT!r} version {EXPORT_FORMAT_VERSION}: export "
-            "the run again with this version"
-        )
-    identity = file_sha256(path)
-    if record.get("onnx_sha256") != identity:
-        raise SpecError(
-            f"{side} describes another ONNX file (sha256 {record.get('onnx_sha256')!r}, "
-            f"{path.name} has {identity}): export again to get a matching pair"
-        )
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    available = ort.get_available_providers()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as exc:  # ORT raises its own types (Fail, InvalidGraph, ...) for bad files
-        raise SpecError(f"{path}: ONNX Runtime {ort.__version__} cannot load it: {exc}") from None
-    channels = session.get_inputs()[0].shape[1]
-    if channels != record["in_channels"]:
-        raise SpecError(
-            f"{path}: the graph takes {channels} channel(s), its sidecar's run has "
-            f"{record['in_channels']} channel group(s): the model and the run do not match"
-        )
-    return OnnxStagingModel(
-        session=session,
-        name=f"{record['model']} ({record['run']}, ONNX)",
-        data=DataConfig.from_dict(record["data"]),
-        identity=identity,
-        in_channels=int(record["in_channels"]),
-        epoch_samples=record["epoch_samples"],
-    )

@@ -138,8 +138,8 @@ def predict_many(
     report. ``resume`` skips nights already predicted with the same weights."""
     from tqdm.auto import tqdm
 
-    from medscale.predict import stage_and_write
     from medscale.predict.night import read_night
+    from medscale.predict.staging import stage_and_write
 
     paths = expand_sources(sources)
     by_stem: dict[str, list[Path]] = {}

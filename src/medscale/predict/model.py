@@ -5,15 +5,18 @@ chunks and return per-epoch stage probabilities, and name the exact weights they
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from medscale import __version__
 from medscale.data.config import DataConfig
 from medscale.errors import SpecError
+from medscale.export.onnx import EXPORT_FORMAT, EXPORT_FORMAT_VERSION, sidecar_path
+from medscale.train.manifest import file_sha256
 
 
 class StagingModel(Protocol):
@@ -26,14 +29,6 @@ class StagingModel(Protocol):
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """``x`` float32 (batch, channels, ...) -> float64 (batch, epochs, 5), rows sum to 1."""
         ...
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def softmax_over_classes(logits: np.ndarray) -> np.ndarray:
@@ -79,8 +74,6 @@ def load_staging_model(path: str | Path, *, threads: int | None = None) -> Stagi
     if threads is not None and threads < 1:
         raise SpecError(f"--threads must be >= 1, got {threads}")
     if path.suffix == ".onnx":
-        from medscale.export.onnx import load_onnx_model
-
         return load_onnx_model(path, threads=threads)
     import torch
 
@@ -96,4 +89,75 @@ def load_staging_model(path: str | Path, *, threads: int | None = None) -> Stagi
         identity=file_sha256(trained.checkpoint),
         in_channels=len(trained.config.data.sampling.channel_groups),
         epoch_samples=trained.model.data_spec.segment_samples,
+    )
+
+
+@dataclass
+class OnnxStagingModel(StagingModelFacts):
+    """An exported model in an ONNX Runtime session (`medscale.predict.model.StagingModel`)."""
+
+    session: Any  # onnxruntime.InferenceSession
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        (logits,) = self.session.run(["logits"], {"x": np.ascontiguousarray(x, np.float32)})
+        return softmax_over_classes(logits)
+
+
+def load_onnx_model(path: str | Path, *, threads: int | None = None) -> OnnxStagingModel:
+    """Open ``path`` and its sidecar; refuse, naming the file and the fix, a missing or
+    foreign sidecar, another export format version, or a graph ONNX Runtime cannot load."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    side = sidecar_path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such ONNX file")
+    try:
+        record = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise SpecError(
+            f"{path}: its sidecar {side.name} is missing; medscale needs the run's processing "
+            "recorded there: export with `medscale export RUN --format onnx`"
+        ) from None
+    except ValueError as exc:
+        raise SpecError(f"{side}: not valid JSON ({exc})") from None
+    if (
+        record.get("format") != EXPORT_FORMAT
+        or record.get("format_version") != EXPORT_FORMAT_VERSION
+    ):
+        raise SpecError(
+            f"{path}: written by medscale {record.get('medscale_version', '?')} as "
+            f"{record.get('format')!r} version {record.get('format_version')!r}; this medscale "
+            f"({__version__}) reads {EXPORT_FORMAT!r} version {EXPORT_FORMAT_VERSION}: export "
+            "the run again with this version"
+        )
+    identity = file_sha256(path)
+    if record.get("onnx_sha256") != identity:
+        raise SpecError(
+            f"{side} describes another ONNX file (sha256 {record.get('onnx_sha256')!r}, "
+            f"{path.name} has {identity}): export again to get a matching pair"
+        )
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # ORT raises its own types (Fail, InvalidGraph, ...) for bad files
+        raise SpecError(f"{path}: ONNX Runtime {ort.__version__} cannot load it: {exc}") from None
+    channels = session.get_inputs()[0].shape[1]
+    if channels != record["in_channels"]:
+        raise SpecError(
+            f"{path}: the graph takes {channels} channel(s), its sidecar's run has "
+            f"{record['in_channels']} channel group(s): the model and the run do not match"
+        )
+    return OnnxStagingModel(
+        session=session,
+        name=f"{record['model']} ({record['run']}, ONNX)",
+        data=DataConfig.from_dict(record["data"]),
+        identity=identity,
+        in_channels=int(record["in_channels"]),
+        epoch_samples=record["epoch_samples"],
     )
